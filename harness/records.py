@@ -35,7 +35,7 @@ class ParityRecord(Record):
 
     `max_rel_err` is max|a - b| / max|reference| over the tensor (the error relative to the
     tensor's own scale; element-wise ratios blow up at zero crossings). `passed` means
-    max_rel_err <= tol. For semantic checks (dropout with p > 0, where masks cannot match) the
+    max_rel_err <= tol; tol = max(a fixed float32 floor, 4 * f64_err). For semantic checks (dropout with p > 0, where masks cannot match) the
     "error" is the deviation from the expected statistic and `backends` names one backend.
     """
 
@@ -49,6 +49,7 @@ class ParityRecord(Record):
     tol: float
     passed: bool
     detail: str = ""
+    f64_err: float | None = None  # the reference's own float32 error against float64, same scale
 
 
 @dataclass(frozen=True)

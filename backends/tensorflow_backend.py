@@ -1,0 +1,323 @@
+"""TensorFlow / Keras 3 backend: builds a ModelSpec as a keras.Sequential and trains it.
+
+Modes: "eager" (GradientTape, eager execution), "compiled" (the same step in tf.function) and
+"xla" (tf.function(jit_compile=True)). The model is stock Keras layers; conventions translated
+to the canonical (PyTorch) layout of backends/base.py:
+- Dense kernel is (in, out): transposed. Conv2D kernel is HWIO: transposed to OIHW.
+- Keras flattens NHWC (H, W, C), PyTorch NCHW (C, H, W): the rows of a dense kernel, and the
+  vectors of a BatchNorm, fed by a flattened feature map are permuted between the two orders.
+- BatchNorm: Keras's momentum convention is the spec's; moving_variance is updated with the
+  biased batch variance (PyTorch: unbiased). Not hidden here; harness/parity.py accounts for it.
+- Regularizers: keras L1(l1) / L2(l2) compute their penalty even at 0.0 (as PyTorch's explicit
+  penalty does). Keras's L1L2 silently skips a zero term, so when both l1 and l2 are present we
+  use a two-term regularizer that always computes both: the same work in both frameworks.
+- Adam: Keras adds epsilon to sqrt(v) ("epsilon hat"), PyTorch to sqrt(v_hat). The spec uses
+  PyTorch's placement, so Adam here scales epsilon by sqrt(1 - beta_2^t); the update is then
+  mathematically PyTorch's. SGD with momentum needs nothing: Keras's m <- mu*m - lr*g is
+  PyTorch's buffer times -lr at constant lr.
+- Dropout(rate=0) returns its input (keras Dropout.call checks rate > 0): no graph node.
+- TF32 execution is turned off (float32 means float32).
+TF_CPP_MIN_LOG_LEVEL defaults to 2 (warnings and errors only) unless the caller set it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Callable
+
+import numpy as np
+
+from backends.base import Availability, Backend, GraphCount, Model, Weights
+from harness.errors import HarnessInputError
+from harness.spec import (
+    Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ModelSpec, infer_shapes,
+)
+
+
+def _import_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import keras
+
+    return tf, keras
+
+
+def _flat_to_keras(vector_or_rows: np.ndarray, hwc: tuple[int, int, int]) -> np.ndarray:
+    """Reorder the last axis from NCHW flatten order (C, H, W) to Keras's (H, W, C)."""
+    h, w, c = hwc
+    lead = vector_or_rows.shape[:-1]
+    return vector_or_rows.reshape(*lead, c, h, w).swapaxes(-3, -2).swapaxes(-2, -1).reshape(*lead, h * w * c)
+
+
+def _flat_to_torch(vector_or_rows: np.ndarray, hwc: tuple[int, int, int]) -> np.ndarray:
+    """Inverse of _flat_to_keras: (H, W, C) order back to (C, H, W)."""
+    h, w, c = hwc
+    lead = vector_or_rows.shape[:-1]
+    return vector_or_rows.reshape(*lead, h, w, c).swapaxes(-1, -2).swapaxes(-2, -3).reshape(*lead, c * h * w)
+
+
+@functools.cache
+def _keras_classes():
+    """Keras subclasses, defined once keras is imported (it is imported lazily)."""
+    _, keras = _import_tensorflow()
+    ops = keras.ops
+
+    class BothPenalties(keras.regularizers.Regularizer):
+        """l1*sum|w| + l2*sum(w^2), both always computed (Keras's L1L2 skips zero terms)."""
+
+        def __init__(self, l1: float, l2: float):
+            self.l1, self.l2 = l1, l2
+
+        def __call__(self, x):
+            return self.l1 * ops.sum(ops.absolute(x)) + self.l2 * ops.sum(ops.square(x))
+
+    class TorchEpsilonAdam(keras.optimizers.Adam):
+        """Keras Adam with PyTorch's epsilon placement (added to sqrt(v_hat), not sqrt(v)).
+
+        Keras: p -= alpha * m / (sqrt(v) + eps), alpha = lr * sqrt(1 - b2^t) / (1 - b1^t).
+        With eps * sqrt(1 - b2^t) in place of eps this equals PyTorch's
+        p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). Otherwise Keras's code.
+        """
+
+        def update_step(self, gradient, variable, learning_rate):
+            lr = ops.cast(learning_rate, variable.dtype)
+            gradient = ops.cast(gradient, variable.dtype)
+            local_step = ops.cast(self.iterations + 1, variable.dtype)
+            beta_1_power = ops.power(ops.cast(self.beta_1, variable.dtype), local_step)
+            beta_2_power = ops.power(ops.cast(self.beta_2, variable.dtype), local_step)
+            m = self._momentums[self._get_variable_index(variable)]
+            v = self._velocities[self._get_variable_index(variable)]
+            alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+            self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+            self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+            epsilon = ops.multiply(ops.cast(self.epsilon, variable.dtype), ops.sqrt(1 - beta_2_power))
+            self.assign_sub(variable, ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), epsilon)))
+
+    return BothPenalties, TorchEpsilonAdam
+
+
+def _regularizer(keras, layer):
+    if layer.l1 is not None and layer.l2 is not None:
+        return _keras_classes()[0](layer.l1, layer.l2)
+    if layer.l1 is not None:
+        return keras.regularizers.L1(layer.l1)
+    if layer.l2 is not None:
+        return keras.regularizers.L2(layer.l2)
+    return None
+
+
+def _keras_layer(keras, layer, index: int, seed: int):
+    activation = None if getattr(layer, "activation", "linear") == "linear" else layer.activation
+    if isinstance(layer, Dense):
+        return keras.layers.Dense(layer.units, activation=activation, kernel_regularizer=_regularizer(keras, layer))
+    if isinstance(layer, Conv2D):
+        return keras.layers.Conv2D(layer.filters, layer.kernel_size, layer.strides, layer.padding,
+                                   activation=activation, kernel_regularizer=_regularizer(keras, layer))
+    if isinstance(layer, MaxPool2D):
+        return keras.layers.MaxPooling2D(layer.pool_size, layer.effective_strides, layer.padding)
+    if isinstance(layer, Flatten):
+        return keras.layers.Flatten()
+    if isinstance(layer, Activation):
+        return keras.layers.Activation(layer.activation)
+    if isinstance(layer, Dropout):
+        return keras.layers.Dropout(layer.rate, seed=seed + index)
+    if isinstance(layer, BatchNorm):
+        return keras.layers.BatchNormalization(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon)
+    raise TypeError(f"no Keras layer for {layer!r}")
+
+
+class _Slot:
+    """One canonical tensor <-> one Keras variable, with the layout conversion between them."""
+
+    def __init__(self, name, variable, to_keras, to_canonical):
+        self.name, self.variable = name, variable
+        self.to_keras, self.to_canonical = to_keras, to_canonical
+
+
+def _identity(array):
+    return array
+
+
+class TensorFlowModel(Model):
+    def __init__(self, backend: "TensorFlowBackend", spec: ModelSpec, mode: str):
+        super().__init__(spec, mode)
+        tf, keras = backend.tf, backend.keras
+        self.tf, self.keras = tf, keras
+        keras.utils.set_random_seed(spec.seed)
+        shapes = infer_shapes(spec)
+        self._layers = [_keras_layer(keras, layer, i, spec.seed) for i, layer in enumerate(spec.layers)]
+        self.net = keras.Sequential([keras.Input(shape=spec.input_shape), *self._layers])
+        self.loss_object = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self._slots = self._make_slots(shapes)
+        self._trainable = [slot for slot in self._slots if slot.variable.trainable]
+        self._trainable_variables = [slot.variable for slot in self._trainable]
+        self.optimizer = self._make_optimizer()
+        self.optimizer.build(self._trainable_variables)
+        if mode == "eager":
+            self._step_fn = self._step
+        else:
+            self._step_fn = tf.function(self._step, jit_compile=(mode == "xla"))
+
+    def _make_optimizer(self):
+        opt = self.spec.optimizer
+        if opt.type == "sgd":
+            return self.keras.optimizers.SGD(learning_rate=opt.lr, momentum=opt.momentum)
+        adam = _keras_classes()[1]
+        return adam(learning_rate=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
+
+    def _make_slots(self, shapes) -> list[_Slot]:
+        slots = []
+        for index, (layer, klayer) in enumerate(zip(self.spec.layers, self._layers)):
+            hwc = shapes.flattened_from[index]
+            if isinstance(layer, Dense):
+                if hwc is None:
+                    kernel_in, kernel_out = (lambda w: w.T), (lambda k: k.T)
+                else:  # rows of the torch weight are in (C, H, W) order; Keras's in (H, W, C)
+                    kernel_in = functools.partial(lambda w, hwc: _flat_to_keras(w, hwc).T, hwc=hwc)
+                    kernel_out = functools.partial(lambda k, hwc: _flat_to_torch(k.T, hwc), hwc=hwc)
+                slots += [_Slot(f"{index}.weight", klayer.kernel, kernel_in, kernel_out),
+                          _Slot(f"{index}.bias", klayer.bias, _identity, _identity)]
+            elif isinstance(layer, Conv2D):
+                slots += [_Slot(f"{index}.weight", klayer.kernel,
+                                lambda w: w.transpose(2, 3, 1, 0), lambda k: k.transpose(3, 2, 0, 1)),
+                          _Slot(f"{index}.bias", klayer.bias, _identity, _identity)]
+            elif isinstance(layer, BatchNorm):
+                if hwc is None:
+                    vec_in = vec_out = _identity
+                else:
+                    vec_in = functools.partial(_flat_to_keras, hwc=hwc)
+                    vec_out = functools.partial(_flat_to_torch, hwc=hwc)
+                for name, variable in (("weight", klayer.gamma), ("bias", klayer.beta),
+                                       ("running_mean", klayer.moving_mean), ("running_var", klayer.moving_variance)):
+                    slots.append(_Slot(f"{index}.{name}", variable, vec_in, vec_out))
+        return slots
+
+    # -- weights ------------------------------------------------------------------------------
+
+    def get_weights(self) -> Weights:
+        return {slot.name: np.array(slot.to_canonical(np.asarray(slot.variable.numpy())), dtype=np.float32)
+                for slot in self._slots}
+
+    def set_weights(self, weights: Weights) -> None:
+        expected = {slot.name for slot in self._slots}
+        if set(weights) != expected:
+            raise ValueError(f"weights keys differ: missing {sorted(expected - set(weights))}, "
+                             f"unexpected {sorted(set(weights) - expected)}")
+        for slot in self._slots:
+            value = slot.to_keras(np.asarray(weights[slot.name], dtype=np.float32))
+            if tuple(value.shape) != tuple(slot.variable.shape):
+                raise ValueError(f"weights[{slot.name!r}]: shape {weights[slot.name].shape} does not fit")
+            slot.variable.assign(value)
+
+    # -- computation ----------------------------------------------------------------------------
+
+    def _loss(self, x, y, training: bool):
+        loss = self.loss_object(y, self.net(x, training=training))
+        penalties = self.net.losses  # the kernel regularizers, computed on access
+        if penalties:
+            loss = loss + self.tf.add_n(penalties)
+        return loss
+
+    def _step(self, x, y):
+        with self.tf.GradientTape() as tape:
+            loss = self._loss(x, y, training=True)
+        grads = tape.gradient(loss, self._trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self._trainable_variables))
+        return loss
+
+    def _tensors(self, x, y):
+        return self.tf.constant(np.asarray(x, dtype=np.float32)), self.tf.constant(np.asarray(y, dtype=np.int64))
+
+    def forward(self, x, training):
+        return self.net(self.tf.constant(np.asarray(x, dtype=np.float32)), training=training).numpy()
+
+    def loss(self, x, y, training):
+        return float(self._loss(*self._tensors(x, y), training=training))
+
+    def gradients(self, x, y, training):
+        tx, ty = self._tensors(x, y)
+        with self.tf.GradientTape() as tape:
+            loss = self._loss(tx, ty, training=training)
+        grads = tape.gradient(loss, self._trainable_variables)
+        return {slot.name: np.asarray(slot.to_canonical(g.numpy()), dtype=np.float32)
+                for slot, g in zip(self._trainable, grads)}
+
+    def train_step(self, x, y):
+        return float(self._step_fn(*self._tensors(x, y)))
+
+    def timed_step(self, x, y) -> Callable[[], None]:
+        tx, ty = self._tensors(x, y)
+
+        def step() -> None:
+            self._step_fn(tx, ty).numpy()  # a host read: waits for the device to finish
+
+        return step
+
+    def graph_counts(self, x, y) -> list[GraphCount]:
+        concrete = self.tf.function(self._step).get_concrete_function(*self._tensors(x, y))
+        ops: dict[str, int] = {}
+        for op in concrete.graph.get_operations():
+            ops[op.type] = ops.get(op.type, 0) + 1
+        return [GraphCount("tf_function", sum(ops.values()), dict(sorted(ops.items())))]
+
+
+class TensorFlowBackend(Backend):
+    name = "tensorflow"
+    MODES = ("eager", "compiled", "xla")
+    DEVICES = ("cpu", "cuda")
+
+    @classmethod
+    def availability(cls) -> Availability:
+        try:
+            _, keras = _import_tensorflow()
+        except Exception as exc:  # a broken install raises more than ImportError
+            return Availability(False, f"tensorflow is not importable: {exc}")
+        if not keras.__version__.startswith("3."):
+            return Availability(False, f"Keras 3 is required, found keras {keras.__version__}")
+        return Availability(True)
+
+    def __init__(self, device: str = "cpu", threads: int | None = None):
+        tf, keras = _import_tensorflow()
+        self.tf, self.keras = tf, keras
+        if device not in self.DEVICES:
+            raise HarnessInputError(f"--device: {device!r} is not one of {', '.join(self.DEVICES)}")
+        gpus = tf.config.list_physical_devices("GPU")
+        if device == "cuda" and not gpus:
+            raise HarnessInputError("--device cuda: this TensorFlow build sees no GPU")
+        try:
+            if device == "cpu" and gpus:
+                tf.config.set_visible_devices([], "GPU")
+            if threads is not None:
+                tf.config.threading.set_intra_op_parallelism_threads(threads)
+        except RuntimeError:
+            # Thread pools are fixed once TensorFlow has run anything in this process.
+            if threads is not None and tf.config.threading.get_intra_op_parallelism_threads() != threads:
+                raise RuntimeError("TensorFlow was already initialized in this process with other settings") from None
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        tf.get_logger().setLevel("ERROR")  # retracing notices: every arm has its own tf.function
+        self.device = device
+
+    def settings(self) -> dict[str, object]:
+        tf = self.tf
+        return {
+            "framework": "tensorflow",
+            "version": tf.__version__,
+            "keras": self.keras.__version__,
+            "device": self.device,
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),  # 0: all cores
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
+            "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 CPUs)"),
+        }
+
+    def build(self, spec: ModelSpec, mode: str = "eager", dtype: str = "float32") -> TensorFlowModel:
+        if dtype != "float32":
+            raise ValueError("the TensorFlow backend builds float32 models only")
+        if mode not in self.MODES:
+            raise HarnessInputError(f"--mode: tensorflow has no mode {mode!r} (modes: {', '.join(self.MODES)})")
+        return TensorFlowModel(self, spec, mode)
+
+    def dropout_probe(self, rate, x, training):
+        layer = self.keras.layers.Dropout(rate, seed=1234)
+        return np.asarray(layer(self.tf.constant(np.asarray(x, dtype=np.float32)), training=training))

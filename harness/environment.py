@@ -1,0 +1,120 @@
+"""What machine and software produced a run's results, written next to them as environment.json.
+
+Framework versions come from the installed package metadata: this runs in the orchestrating
+process, which must not import torch or TensorFlow (importing them starts thread pools that
+would compete with the cases being timed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from harness.records import SCHEMA_VERSION
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ENVIRONMENT_FILE = "environment.json"
+ENV_FLAGS = ("TF_ENABLE_ONEDNN_OPTS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+             "CUDA_VISIBLE_DEVICES", "TF_CPP_MIN_LOG_LEVEL")
+COMMAND_TIMEOUT_S = 10
+
+
+def collect_environment(threads: int | None = None) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "available_cores": _available_cores(),
+        "memory_total_bytes": _memory_total(),
+        "torch": _version("torch"),
+        "tensorflow": _version("tensorflow-cpu", "tensorflow"),
+        "keras": _version("keras"),
+        "gpu": _gpus(),
+        "env": {name: os.environ.get(name) for name in ENV_FLAGS},
+        "threads": threads,
+        "git": _git_state(PROJECT_ROOT),
+    }
+
+
+def write_environment(run_dir: Path, threads: int | None = None) -> Path:
+    path = Path(run_dir) / ENVIRONMENT_FILE
+    path.write_text(json.dumps(collect_environment(threads), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _available_cores() -> int | None:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count()
+
+
+def _memory_total() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _version(*distributions: str) -> str | None:
+    """Version of the first of these distributions that is installed."""
+    for name in distributions:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _output(argv: list[str], cwd: Path | None = None) -> str | None:
+    """stdout of a short command, or None if it is missing, fails or hangs."""
+    try:
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
+                              timeout=COMMAND_TIMEOUT_S, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout
+
+
+def _gpus() -> list[dict[str, str]] | None:
+    if shutil.which("nvidia-smi") is None:
+        return None
+    out = _output(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"])
+    if out is None:
+        return None
+    gpus = []
+    for line in out.splitlines():
+        if line.strip():
+            name, _, driver = line.rpartition(",")
+            gpus.append({"name": name.strip(), "driver_version": driver.strip()})
+    return gpus
+
+
+def _git_state(root: Path) -> dict[str, Any] | None:
+    commit = _output(["git", "rev-parse", "HEAD"], cwd=root)
+    if commit is None:
+        return None
+    # --no-optional-locks: do not take index.lock, which would race a concurrent commit.
+    status = _output(["git", "--no-optional-locks", "status", "--porcelain"], cwd=root)
+    return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}

@@ -1,0 +1,254 @@
+"""Parity: load the same weights into PyTorch (the reference) and TensorFlow and compare.
+
+Checks, per spec and variant (one ParityRecord each):
+- forward_eval            eval-mode logits, the spec as written (dropout is the identity).
+- forward_train, loss, grad[NAME]
+                          train mode: BatchNorm uses batch statistics. Dropout masks cannot
+                          match across frameworks, so these run on the same spec with every
+                          dropout rate set to 0 (the layers stay in place).
+- sgd_momentum_10_steps, adam_10_steps
+                          the parameter update of each of 10 optimizer steps on 10 different
+                          batches (the worst step is recorded), teacher-forced: each step starts
+                          from the reference's parameters, while optimizer state (momentum,
+                          Adam's moments and bias correction) runs on in each framework. The
+                          spec's optimizer where it is of that kind, else SGD(0.01, 0.9) /
+                          Adam(1e-3); Adam's epsilon raised to 1e-3 (see _optimizers).
+- bn_running_stats[OPT]   BatchNorm running mean and variance after those 10 steps (each
+                          framework accumulates its own).
+- dropout_*[p=P]          for each dropout rate p > 0, per framework: the dropped fraction is
+                          p (within 5 binomial standard deviations), survivors are scaled by
+                          exactly 1/(1-p), and eval mode is the identity.
+
+Convention traps handled in the backends (see backends/*.py): BN momentum (m vs 1-m), BN epsilon
+defaults, the L2 penalty scale, Adam's epsilon placement, NHWC vs NCHW flatten order, TF32.
+One trap is handled here, because hiding it in a backend would change the model: PyTorch
+updates running_var with the unbiased batch variance (n/(n-1) * biased), Keras with the biased
+one. After T updates from the same start v0, with Keras momentum m:
+    torch_rv = m^T v0 + c * (keras_rv - m^T v0),   c = n / (n - 1)
+(n = values per channel in a batch: N*H*W after a conv, N after a dense). We compare PyTorch's
+running_var with that conversion of Keras's.
+
+Tolerances. Errors are relative to the scale of the exact result: max|a - b| / max|exact|.
+"Exact" is the reference framework run in float64 from the same weights and data: an oracle
+for how far float32 rounding alone moves each result. The frameworks must agree within
+    tol = max(floor, ROUNDING_FACTOR * f64_err)
+where f64_err is the float32 reference's own error against float64 and the floor is a fixed
+float32 budget (1e-5). Where a computation is well conditioned f64_err is ~1e-7 and the floor
+rules, as tight as float32 allows. Where it is not (BatchNorm's backward subtracts nearly equal
+sums; a gradient that is mathematically zero, as for a bias right before BatchNorm, is pure
+rounding noise; Adam divides a near-zero gradient by its own magnitude) float32 itself cannot do
+better, and the tolerance says so in the record's detail instead of hiding it. A layout or
+convention bug gives errors far above both (1e-3 and up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from backends.base import Backend
+from harness.data import synthetic_batch
+from harness.records import ParityRecord
+from harness.spec import BatchNorm, Dropout, ModelSpec, Optimizer, infer_shapes
+from harness.variants import Variant, apply_variant, parse_variant
+
+# float32 has a unit roundoff of 6e-8; a dot product of k terms summed in a different order
+# (oneDNN vs MKL blockings) differs by about sqrt(k) * 6e-8 relative to its scale, and
+# k <= ~1e3 here (784 inputs, 3x3x64 = 576 conv taps): ~2e-6. The floor of 1e-5 leaves 5x
+# headroom; observed forward errors are ~4e-7.
+TOL_FLOOR = 1e-5
+# Keras computes Adam's bias corrections 1 - beta^t in float32, PyTorch in Python floats
+# (float64): at t=1, 1 - 0.999 loses 6e-8 / 1e-3 = 6e-5 relative to cancellation, 3e-5 after
+# the square root. The oracle cannot see this (the float32 reference uses doubles there).
+TOL_ADAM_FLOOR = 5e-5
+# A tensor whose exact (float64) value is below this fraction of the largest tensor in its
+# check is zero up to rounding: e.g. the gradient of a bias feeding BatchNorm (directly or
+# through max-pooling, which commutes with a per-channel shift). Its float32 values are pure
+# noise, so it is judged against the check's largest tensor: both frameworks must find ~0.
+STRUCTURAL_ZERO = 1e-6
+# Two float32 implementations each carry their own rounding error; we allow the other framework
+# up to 3x the reference's, so a difference of up to 4x the reference's error vs float64.
+ROUNDING_FACTOR = 4.0
+# Survivors of dropout are x * (1 / (1 - p)) or x / (1 - p): one or two roundings.
+TOL_DROPOUT_SCALE = 5e-7
+ADAM_CHECK_EPSILON = 1e-3
+STEPS = 10
+DROPOUT_PROBE_SHAPE = (1000, 1000)
+
+
+def _max_abs(array) -> float:
+    array = np.asarray(array, dtype=np.float64)
+    return float(np.max(np.abs(array))) if array.size else 0.0
+
+
+def _scaled_errors(exact, reference, other, scale: float | None = None) -> tuple[float, float, float]:
+    """(max|ref - other|, that / scale, max|ref - exact| / scale); scale defaults to max|exact|."""
+    exact, reference, other = (np.asarray(a, dtype=np.float64) for a in (exact, reference, other))
+    if exact.size == 0:
+        return 0.0, 0.0, 0.0
+    scale = scale or _max_abs(exact) or _max_abs(reference) or 1.0
+    max_abs = _max_abs(reference - other)
+    return max_abs, max_abs / scale, _max_abs(reference - exact) / scale
+
+
+def _compare(model, variant, check, backends, exact, reference, other, group_scale: float | None = None,
+             floor: float = TOL_FLOOR) -> ParityRecord:
+    notes = []
+    scale = None
+    if group_scale is not None and _max_abs(exact) <= STRUCTURAL_ZERO * group_scale:
+        scale = group_scale
+        notes.append("zero in float64 (e.g. a bias feeding BatchNorm): judged against the largest tensor of the check")
+    max_abs, max_rel, rounding = _scaled_errors(exact, reference, other, scale)
+    tol = max(floor, ROUNDING_FACTOR * rounding)
+    if tol > floor:
+        notes.append(f"tolerance widened to {ROUNDING_FACTOR:g} x float32's own error")
+    return ParityRecord(model, variant, check, tuple(backends), max_abs, max_rel, tol, bool(max_rel <= tol),
+                        "; ".join(notes), rounding)
+
+
+def _compare_tensors(model, variant, check, backends, exact: dict, reference: dict, other: dict, keys,
+                     floor: float = TOL_FLOOR, skip_structural_zeros: bool = False) -> ParityRecord:
+    """One record for several tensors: the one with the largest error against its tolerance."""
+    group_scale = max(_max_abs(exact[k]) for k in keys)
+    skipped = []
+    if skip_structural_zeros:
+        skipped = [k for k in keys if _max_abs(exact[k]) <= STRUCTURAL_ZERO * group_scale]
+        keys = [k for k in keys if k not in skipped]
+    records = {k: _compare(model, variant, check, backends, exact[k], reference[k], other[k], group_scale, floor)
+               for k in keys}
+    worst_key = max(records, key=lambda k: records[k].max_rel_err / records[k].tol)
+    worst = records[worst_key]
+    notes = [f"worst of {len(records)} tensors: {worst_key}"] + ([worst.detail] if worst.detail else [])
+    if skipped:
+        notes.append(f"not compared (exact update is zero, Adam turns float32 noise into lr-sized steps): "
+                     f"{', '.join(skipped)}")
+    return replace(worst, detail="; ".join(notes))
+
+
+def _without_dropout_noise(spec: ModelSpec) -> ModelSpec:
+    if not any(isinstance(layer, Dropout) and layer.rate > 0 for layer in spec.layers):
+        return spec
+    return apply_variant(spec, Variant(dropout=0.0))
+
+
+def _optimizers(spec: ModelSpec) -> dict[str, Optimizer]:
+    own = spec.optimizer
+    sgd = own if own.type == "sgd" and own.momentum > 0 else Optimizer("sgd", lr=0.01, momentum=0.9)
+    adam = own if own.type == "adam" else Optimizer("adam", lr=1e-3)
+    # Adam's update lr * g / (|g| + eps) turns gradient noise dg into update noise of up to
+    # lr * dg / eps: with eps ~ 1e-8 float32 noise decides the step of every element with
+    # |g| ~ eps, and no two float32 implementations agree there. The check runs with eps raised
+    # to ADAM_CHECK_EPSILON, which bounds that amplification while keeping eps's placement
+    # visible (Keras's own placement would be off by sqrt(1 - beta_2^t): 30x at t=1).
+    adam = replace(adam, epsilon=max(adam.epsilon, ADAM_CHECK_EPSILON))
+    return {"sgd_momentum": sgd, "adam": adam}
+
+
+def _unbiased_running_var(spec: ModelSpec, keras_weights: dict, start: dict, steps: int, batch: int) -> dict:
+    """Convert Keras's biased running variances to PyTorch's unbiased ones (module docstring)."""
+    shapes = infer_shapes(spec)
+    converted = dict(keras_weights)
+    for index, layer in enumerate(spec.layers):
+        if not isinstance(layer, BatchNorm):
+            continue
+        in_shape = shapes.inputs[index]
+        n = batch * (in_shape[0] * in_shape[1] if len(in_shape) == 3 else 1)
+        decay = layer.momentum ** steps
+        key = f"{index}.running_var"
+        converted[key] = decay * start[key] + n / (n - 1) * (keras_weights[key] - decay * start[key])
+    return converted
+
+
+class _Triple:
+    """The same model three times: reference float32, other framework float32, reference float64."""
+
+    def __init__(self, reference: Backend, other: Backend, spec: ModelSpec, weights: dict):
+        self.models = [reference.build(spec), other.build(spec), reference.build(spec, dtype="float64")]
+        for model in self.models:
+            model.set_weights(weights)
+
+    def each(self, method: str, *args):
+        """(reference, other, exact) results of one Model method."""
+        ref, other, exact = (getattr(model, method)(*args) for model in self.models)
+        return exact, ref, other
+
+
+def check_variant(reference: Backend, other: Backend, spec: ModelSpec, variant_text: str) -> list[ParityRecord]:
+    variant = parse_variant(variant_text)
+    vspec = apply_variant(spec, variant)
+    label, names = variant.label, (reference.name, other.name)
+    x, y = synthetic_batch(vspec, seed=vspec.seed)
+    weights = reference.build(vspec).get_weights()
+    records = [_compare(spec.name, label, "forward_eval", names,
+                        *_Triple(reference, other, vspec, weights).each("forward", x, False))]
+
+    train_spec = _without_dropout_noise(vspec)
+    records.append(_compare(spec.name, label, "forward_train", names,
+                            *_Triple(reference, other, train_spec, weights).each("forward", x, True)))
+    losses = _Triple(reference, other, train_spec, weights).each("loss", x, y, True)
+    records.append(_compare(spec.name, label, "loss", names, *(np.array([v]) for v in losses)))
+    exact, ref, oth = _Triple(reference, other, train_spec, weights).each("gradients", x, y, True)
+    grad_scale = max(_max_abs(g) for g in exact.values())
+    records += [_compare(spec.name, label, f"grad[{key}]", names, exact[key], ref[key], oth[key], grad_scale)
+                for key in ref]
+
+    batches = [synthetic_batch(vspec, seed=vspec.seed + 1 + step) for step in range(STEPS)]
+    bn_keys = [k for k in weights if k.endswith(("running_mean", "running_var"))]
+    trainable = [k for k in weights if k not in bn_keys]
+    for name, optimizer in _optimizers(vspec).items():
+        opt_spec = replace(train_spec, optimizer=optimizer)
+        triple = _Triple(reference, other, opt_spec, weights)
+        ref_model, other_model, exact_model = triple.models
+        worst = None
+        for step, (bx, by) in enumerate(batches):
+            # Teacher forcing: every framework starts the step from the reference's parameters,
+            # keeping its own optimizer state and BN running statistics. Free-running float32
+            # trajectories are chaotic (a 1e-6 weight difference flips a ReLU or max-pool
+            # decision, or the sign of an L1 subgradient, and Adam turns rounding noise in a
+            # gradient near epsilon into an lr-sized step), so only per-step updates compare.
+            start = ref_model.get_weights()
+            for model in (other_model, exact_model):
+                own = model.get_weights()
+                model.set_weights({**start, **{k: own[k] for k in bn_keys}})
+            triple.each("train_step", bx, by)
+            deltas = [{k: w[k] - start[k] for k in trainable} for w in triple.each("get_weights")]
+            record = _compare_tensors(spec.name, label, f"{name}_{STEPS}_steps", names, *deltas, keys=trainable,
+                                      floor=TOL_ADAM_FLOOR if name == "adam" else TOL_FLOOR,
+                                      skip_structural_zeros=(name == "adam"))
+            if worst is None or record.max_rel_err / record.tol > worst.max_rel_err / worst.tol:
+                worst = replace(record, detail=f"update of step {step + 1}, {record.detail}")
+        records.append(worst)
+        if bn_keys:
+            exact, ref, oth = triple.each("get_weights")
+            converted = _unbiased_running_var(opt_spec, oth, weights, STEPS, opt_spec.batch_size)
+            records.append(_compare_tensors(spec.name, label, f"bn_running_stats[{name}]", names, exact, ref,
+                                            converted, keys=bn_keys))
+
+    for rate in sorted({layer.rate for layer in vspec.layers if isinstance(layer, Dropout) and layer.rate > 0}):
+        for backend in (reference, other):
+            records += _dropout_semantics(backend, spec.name, label, rate)
+    return records
+
+
+def _dropout_semantics(backend: Backend, model: str, variant: str, rate: float) -> list[ParityRecord]:
+    x = np.random.default_rng(0).uniform(1.0, 2.0, DROPOUT_PROBE_SHAPE).astype(np.float32)
+    trained = backend.dropout_probe(rate, x, training=True)
+    dropped = trained == 0
+    fraction = float(dropped.mean())
+    sigma = float(np.sqrt(rate * (1 - rate) / x.size))
+    survivors = ~dropped
+    expected = x[survivors] / (1.0 - rate)
+    scale_abs, scale_rel, _ = _scaled_errors(expected, expected, trained[survivors])
+    evaluated = backend.dropout_probe(rate, x, training=False)
+    eval_abs, eval_rel, _ = _scaled_errors(x, x, evaluated)
+    name, p = (backend.name,), f"p={rate:g}"
+    return [
+        ParityRecord(model, variant, f"dropout_fraction[{p}]", name, abs(fraction - rate), abs(fraction - rate) / rate,
+                     5 * sigma / rate, abs(fraction - rate) <= 5 * sigma,
+                     f"dropped {fraction:.5f} of {x.size} (expected {rate:g} ± {5 * sigma:.5f})"),
+        ParityRecord(model, variant, f"dropout_scale[{p}]", name, scale_abs, scale_rel, TOL_DROPOUT_SCALE,
+                     scale_rel <= TOL_DROPOUT_SCALE, f"survivors scaled by 1/(1-{rate:g})"),
+        ParityRecord(model, variant, f"dropout_eval_identity[{p}]", name, eval_abs, eval_rel, 0.0, eval_abs == 0.0,
+                     "eval mode returns its input unchanged"),
+    ]

@@ -1,0 +1,161 @@
+"""Plots for the report: each one a small function from records to a matplotlib Figure.
+
+Figures are built with `matplotlib.figure.Figure` directly (no pyplot, so no GUI backend and no
+global figure registry); saving a PNG renders with Agg. This module only draws: it groups records
+for display and computes error bars with harness.stats, but decides no verdicts and writes no
+files. Times are shown in milliseconds; every figure's title says what is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import TypeVar
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from harness.records import ComparisonRecord, TimingRecord
+from harness.stats import FASTER, SLOWER, PairedRatio, median_ci
+
+T = TypeVar("T")
+
+WIDTH_IN = 11.0
+ROW_IN = 0.3  # height of one labelled row
+PANEL_EXTRA_IN = 1.3  # title, axis label and ticks of one panel
+BACKEND_COLORS = {"torch": "#d1495b", "tensorflow": "#2e86ab"}
+VERDICT_COLORS = {SLOWER: "#c0392b", FASTER: "#1e8449"}
+NEUTRAL_COLOR = "#34495e"
+NOISE_COLOR = "#d5d8dc"
+
+
+def group_by(items: Iterable[T], key: Callable[[T], Hashable]) -> dict[Hashable, list[T]]:
+    """Group items by key, keeping the order in which keys first appear."""
+    groups: dict[Hashable, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return groups
+
+
+def step_times(records: Iterable[TimingRecord]) -> list[float]:
+    """Per-step times of records measured alike, pooled (median_s where no rounds were kept)."""
+    return [t for r in records for t in (r.times_s or (r.median_s,))]
+
+
+def step_time_figure(timings: Sequence[TimingRecord]) -> Figure:
+    """Median per-step time with its 95% CI for each backend, variant and mode.
+
+    One panel per (model, device, threads); arms measured alike in several sessions are pooled.
+    Only role "arm" is drawn (the A/A and injected copies are controls, shown in the forest plot).
+    """
+    arms = [t for t in timings if t.role == "arm"]
+    panels = group_by(arms, lambda t: (t.model, t.device, t.threads))
+    backends = sorted({t.backend for t in arms})
+    rows_per_panel = [list(dict.fromkeys((t.mode, t.variant) for t in panel)) for panel in panels.values()]
+    fig = _figure([len(rows) for rows in rows_per_panel])
+    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=[max(len(r), 1) for r in rows_per_panel])
+    for ax, ((model, device, threads), panel), rows in zip(axes[:, 0], panels.items(), rows_per_panel):
+        cells = group_by(panel, lambda t: (t.backend, t.mode, t.variant))
+        for index, backend in enumerate(backends):
+            offset = (index - (len(backends) - 1) / 2) * 0.22
+            for y, (mode, variant) in enumerate(rows):
+                if (backend, mode, variant) in cells:
+                    _point(ax, step_times(cells[backend, mode, variant]), y + offset, _backend_color(backend))
+        ax.set_yticks(range(len(rows)), [f"{variant}  ·  {mode}" for mode, variant in rows])
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.set_title(f"{model} on {device}, {threads} thread{'' if threads == 1 else 's'}: "
+                     "time per training step (median, 95% CI)")
+        ax.set_xlabel("ms per training step")
+        ax.grid(axis="x", alpha=0.35)
+        ax.legend(handles=[_marker(_backend_color(b), b) for b in backends], loc="best", fontsize=9)
+    return fig
+
+
+def forest_figure(comparisons: Sequence[ComparisonRecord]) -> Figure:
+    """Ratio b/a with its 95% CI for each comparison, in the order given, top to bottom.
+
+    A vertical line marks 1.0 (no effect); the grey band around each row is ±noise_floor, the
+    session's A/A noise: an effect inside it cannot be told apart from noise.
+    """
+    fig = _figure([len(comparisons)])
+    ax = fig.subplots()
+    for y, c in enumerate(comparisons):
+        if c.noise_floor:
+            ax.fill_betweenx([y - 0.42, y + 0.42], 1 - c.noise_floor, 1 + c.noise_floor, color=NOISE_COLOR, lw=0)
+        color = VERDICT_COLORS.get(c.verdict, NEUTRAL_COLOR)
+        ax.errorbar(c.ratio, y, xerr=[[max(c.ratio - c.ci_low, 0)], [max(c.ci_high - c.ratio, 0)]],
+                    fmt="o", color=color, capsize=3)
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_yticks(range(len(comparisons)), [comparison_label(c) for c in comparisons])
+    ax.set_ylim(len(comparisons) - 0.5, -0.5)
+    ax.set_title("Paired comparisons: time ratio b / a (median of per-round ratios, 95% CI)")
+    ax.set_xlabel("ratio b / a  (> 1: b is slower)")
+    ax.grid(axis="x", alpha=0.35)
+    ax.legend(handles=[_marker(VERDICT_COLORS[SLOWER], "slower"), _marker(VERDICT_COLORS[FASTER], "faster"),
+                       _marker(NEUTRAL_COLOR, "no detectable difference"),
+                       Patch(color=NOISE_COLOR, label="A/A noise floor")], loc="best", fontsize=9)
+    return fig
+
+
+def comparison_label(c: ComparisonRecord) -> str:
+    return f"{c.backend}/{c.model}/{c.device}/{c.mode}: {c.question or f'{c.b} vs {c.a}'}"
+
+
+def framework_ratio_figure(ratios: Sequence[tuple[str, PairedRatio]]) -> Figure:
+    """PyTorch ÷ TensorFlow per-step time with its 95% CI, one row per labelled setting."""
+    fig = _figure([len(ratios)])
+    ax = fig.subplots()
+    for y, (_, r) in enumerate(ratios):
+        ax.errorbar(r.ratio, y, xerr=[[max(r.ratio - r.ci_low, 0)], [max(r.ci_high - r.ratio, 0)]],
+                    fmt="o", color=NEUTRAL_COLOR, capsize=3)
+    ax.axvline(1.0, color="black", lw=1)
+    ax.set_yticks(range(len(ratios)), [label for label, _ in ratios])
+    ax.set_ylim(len(ratios) - 0.5, -0.5)
+    ax.set_title("PyTorch ÷ TensorFlow time per training step, baseline model (median ratio, 95% CI)")
+    ax.set_xlabel("ratio  (< 1: PyTorch is faster; > 1: TensorFlow is faster)")
+    ax.grid(axis="x", alpha=0.35)
+    return fig
+
+
+def benchmark_figure(benchmarks: Sequence[dict]) -> Figure:
+    """Median time of each pytest-benchmark entry with its interquartile range, one panel per group."""
+    panels = group_by(benchmarks, lambda b: b.get("group") or "(no group)")
+    fig = _figure([len(p) for p in panels.values()])
+    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=[len(p) for p in panels.values()])
+    for ax, (group, panel) in zip(axes[:, 0], panels.items()):
+        medians = np.array([b["stats"]["median"] for b in panel]) * 1e3
+        q1 = np.array([b["stats"].get("q1", b["stats"]["median"]) for b in panel]) * 1e3
+        q3 = np.array([b["stats"].get("q3", b["stats"]["median"]) for b in panel]) * 1e3
+        backends = [str((b.get("extra_info") or {}).get("backend", "")) for b in panel]
+        ax.barh(range(len(panel)), medians, xerr=[np.maximum(medians - q1, 0), np.maximum(q3 - medians, 0)],
+                color=[_backend_color(backend) for backend in backends], capsize=3)
+        legend = [Patch(color=_backend_color(backend), label=backend or "(no backend)")
+                  for backend in dict.fromkeys(backends)]
+        ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
+        ax.set_yticks(range(len(panel)), [b["name"] for b in panel])
+        ax.set_ylim(len(panel) - 0.5, -0.5)
+        ax.set_title(f"group {group}: median time per round (bar) and interquartile range (whisker)")
+        ax.set_xlabel("ms")
+        ax.grid(axis="x", alpha=0.35)
+    return fig
+
+
+def _figure(rows_per_panel: Sequence[int]) -> Figure:
+    height = sum(PANEL_EXTRA_IN + ROW_IN * max(n, 1) for n in rows_per_panel)
+    return Figure(figsize=(WIDTH_IN, max(height, 3.0)), layout="constrained", dpi=100)
+
+
+def _point(ax, times: Sequence[float], y: float, color: str) -> None:
+    median = float(np.median(times))
+    low, high = median_ci(times)
+    ax.errorbar(median * 1e3, y, xerr=[[max(median - low, 0) * 1e3], [max(high - median, 0) * 1e3]],
+                fmt="o", color=color, capsize=3, markersize=5)
+
+
+def _marker(color: str, label: str) -> Line2D:
+    return Line2D([], [], marker="o", linestyle="", color=color, label=label)
+
+
+def _backend_color(backend: str) -> str:
+    return BACKEND_COLORS.get(backend, NEUTRAL_COLOR)

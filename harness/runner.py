@@ -1,0 +1,407 @@
+"""Durable execution of a run's cases, one after another, each in its own process.
+
+A case is a command that writes its result records, as a JSON array, to the path the runner
+substitutes for the `{json}` token in its argv. The runner appends each finished case to
+`results.jsonl` as one block: the case's records (each with `case_id` added), the records derived
+from them by `postprocess`, then its CaseRecord, flushed and fsynced, so a killed run loses only
+the case in flight. A block without its CaseRecord at the end of the file is the trace of such a
+kill and is dropped. The case's stdout and stderr go to `logs/<case_id>.log`.
+
+Cases run strictly one at a time: they are timing measurements, and a second case would be noise
+in the first. This process must not import a framework (that starts thread pools that compete
+with the case being measured).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
+
+from harness.errors import HarnessInputError
+from harness.records import CaseRecord
+
+JSON_TOKEN = "{json}"
+RESULTS_FILE = "results.jsonl"
+LOGS_DIR = "logs"
+
+OK = "ok"
+FAILED = "failed"
+TIMEOUT = "timeout"
+INTERRUPTED = "interrupted"
+
+STDERR_TAIL_LINES = 20
+KILL_GRACE_S = 3.0
+
+Postprocess = Callable[["Case", list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Case:
+    case_id: str
+    argv: tuple[str, ...]
+    timeout_s: float
+    label: str
+    expected_s: float
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    ok: int
+    failed: int
+    timeout: int
+    skipped: int
+    total_s: float
+    run_dir: Path
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, after the case in flight was killed and recorded as interrupted."""
+
+    def __init__(self, summary: RunSummary):
+        super().__init__(summary)
+        self.summary = summary
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: str
+    returncode: int | None
+    elapsed_s: float
+    error: str
+    records: list[dict[str, Any]]
+
+
+def latest_case_status(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Map each case_id to the status of its last CaseRecord."""
+    return {r["case_id"]: r["status"] for r in records if r.get("kind") == CaseRecord.kind}
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The records of the finished cases in a results.jsonl (see `_finished_prefix`)."""
+    return _finished_prefix(path)[0]
+
+
+def run_cases(
+    cases: Sequence[Case],
+    run_dir: Path,
+    *,
+    resume: bool,
+    postprocess: Postprocess | None = None,
+    stop_on_failure: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> RunSummary:
+    """Run the cases in order, appending each finished one to run_dir/results.jsonl.
+
+    `env` holds variables set for every case on top of this process's environment. With
+    `resume`, cases whose latest status is "ok" are skipped. Ctrl-C kills the case in flight,
+    records it as failed "interrupted" and raises RunInterrupted.
+    """
+    _check_unique_ids(cases)
+    run_dir = Path(run_dir)
+    results = run_dir / RESULTS_FILE
+    done = _prepare_results(results, resume)
+    todo = [case for case in cases if done.get(case.case_id) != OK]
+    (run_dir / LOGS_DIR).mkdir(parents=True, exist_ok=True)
+    child_env = {**os.environ, **(env or {})}
+    counts: Counter[str] = Counter()
+    skipped = len(cases) - len(todo)
+    started = time.monotonic()
+
+    def summary() -> RunSummary:
+        return RunSummary(counts[OK], counts[FAILED], counts[TIMEOUT], skipped,
+                          time.monotonic() - started, run_dir)
+
+    with _make_progress(todo, skipped) as progress:
+        for case in todo:
+            progress.start(case)
+            case_started = time.monotonic()
+            try:
+                outcome = _execute(case, run_dir / LOGS_DIR / _log_name(case), child_env)
+                block = _block(case, outcome, postprocess)
+            except KeyboardInterrupt:
+                record = CaseRecord(case.case_id, FAILED, case.argv,
+                                    time.monotonic() - case_started, INTERRUPTED)
+                _append(results, [record.as_dict()])
+                counts[FAILED] += 1
+                progress.finish(case, FAILED, record.elapsed_s)
+                raise RunInterrupted(summary()) from None
+            _append(results, block)
+            counts[outcome.status] += 1
+            progress.finish(case, outcome.status, outcome.elapsed_s)
+            if stop_on_failure and outcome.status != OK:
+                break
+    return summary()
+
+
+def _check_unique_ids(cases: Sequence[Case]) -> None:
+    repeated = sorted(cid for cid, n in Counter(c.case_id for c in cases).items() if n > 1)
+    if repeated:
+        raise ValueError(f"case ids must be unique; repeated: {', '.join(repeated)}")
+
+
+def _prepare_results(results: Path, resume: bool) -> dict[str, str]:
+    """Check the results file against `resume`; return the latest status of each case in it."""
+    if not results.exists() or results.stat().st_size == 0:
+        return {}
+    if not resume:
+        raise HarnessInputError(
+            f"{results.parent}: this folder already has results; "
+            "use --resume to continue that run, or another --out")
+    records, end = _finished_prefix(results)
+    with open(results, "r+b") as handle:
+        handle.truncate(end)
+    return latest_case_status(records)
+
+
+def _finished_prefix(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """Records up to the last CaseRecord, and the byte offset where they end.
+
+    Anything after the last CaseRecord is a block cut short by a kill (it may end in a truncated
+    line); it is dropped with a warning. Bad JSON before it means the file is damaged.
+    """
+    records: list[dict[str, Any]] = []
+    kept, end, offset = 0, 0, 0
+    bad_line = None
+    unfinished = False
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            offset += len(raw)
+            if not raw.strip():
+                continue
+            unfinished = True
+            try:
+                record = json.loads(raw)
+            except ValueError:  # also a UTF-8 sequence cut in half
+                record = None
+            if not isinstance(record, dict):
+                bad_line = bad_line or number
+                continue
+            records.append(record)
+            if record.get("kind") == CaseRecord.kind and raw.endswith(b"\n"):
+                if bad_line is not None:
+                    raise HarnessInputError(f"{path}: line {bad_line}: not a JSON object")
+                kept, end, unfinished = len(records), offset, False
+    if unfinished:
+        print(f"warning: {path}: ignoring an unfinished case at the end of the file "
+              "(the run was killed while writing it)", file=sys.stderr)
+    return records[:kept], end
+
+
+def _log_name(case: Case) -> str:
+    return case.case_id.replace("/", "__") + ".log"
+
+
+def _execute(case: Case, log_path: Path, env: Mapping[str, str]) -> _Outcome:
+    """Run one case in its own process group; kill the group on timeout or interruption."""
+    with tempfile.TemporaryDirectory(prefix="xfw-case-") as tmp:
+        json_path = Path(tmp) / "records.json"
+        out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        argv = [arg.replace(JSON_TOKEN, str(json_path)) for arg in case.argv]
+        started = time.monotonic()
+        try:
+            with open(out_path, "wb") as out, open(err_path, "wb") as err:
+                returncode, timed_out = _wait(case, argv, out, err, env)
+        except OSError as exc:
+            return _Outcome(FAILED, None, time.monotonic() - started, f"could not start: {exc}", [])
+        finally:
+            _write_log(log_path, argv, out_path, err_path)
+        elapsed = time.monotonic() - started
+        if timed_out:
+            return _Outcome(TIMEOUT, returncode, elapsed, f"timed out after {case.timeout_s:g} s", [])
+        if returncode != 0:
+            return _Outcome(FAILED, returncode, elapsed, _stderr_tail(err_path, returncode), [])
+        try:
+            records = _load_records(json_path)
+        except ValueError as exc:
+            return _Outcome(FAILED, returncode, elapsed, f"exited 0 but {exc}", [])
+        return _Outcome(OK, returncode, elapsed, "", records)
+
+
+def _wait(case: Case, argv: list[str], out, err, env: Mapping[str, str]) -> tuple[int, bool]:
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                               env=env, start_new_session=True)
+    timed_out = False
+    try:
+        process.wait(timeout=case.timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        # Also after a normal exit: nothing the case started may run on into the next case.
+        _kill_group(process)
+    return process.returncode, timed_out
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left of it after a grace period."""
+    _signal_group(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    # Also after the leader has exited: its children may still hold the group.
+    _signal_group(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _write_log(log_path: Path, argv: list[str], out_path: Path, err_path: Path) -> None:
+    parts = [f"$ {subprocess.list2cmdline(argv)}\n"]
+    for name, path in (("stdout", out_path), ("stderr", err_path)):
+        text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        parts.append(f"--- {name} ---\n{text}")
+    log_path.write_text("".join(parts), encoding="utf-8")
+
+
+def _stderr_tail(err_path: Path, returncode: int) -> str:
+    lines = err_path.read_text(encoding="utf-8", errors="replace").rstrip().splitlines()
+    if not lines:
+        return f"exited with code {returncode} and no message on stderr"
+    return "\n".join(lines[-STDERR_TAIL_LINES:])
+
+
+def _load_records(json_path: Path) -> list[dict[str, Any]]:
+    """The case's records; ValueError says what is wrong with them."""
+    if not json_path.exists():
+        raise ValueError("did not write its records")
+    try:
+        records = json.loads(json_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"its records are not valid JSON ({exc.msg})") from None
+    if not isinstance(records, list):
+        raise ValueError("its records are not a JSON array")
+    for index, record in enumerate(records):
+        if not isinstance(record, dict) or "schema" not in record or "kind" not in record:
+            raise ValueError(f"its record [{index}] is not an object with schema and kind")
+    return records
+
+
+def _block(case: Case, outcome: _Outcome, postprocess: Postprocess | None) -> list[dict[str, Any]]:
+    """What results.jsonl gets for a finished case: records, derived records, CaseRecord."""
+    derived = postprocess(case, outcome.records) if postprocess and outcome.status == OK else []
+    tagged = [{**record, "case_id": case.case_id} for record in [*outcome.records, *derived]]
+    end = CaseRecord(case.case_id, outcome.status, case.argv, outcome.elapsed_s,
+                     outcome.error, outcome.returncode)
+    return [*tagged, end.as_dict()]
+
+
+def _append(results: Path, records: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(record) + "\n" for record in records)
+    with open(results, "a", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _make_progress(todo: Sequence[Case], skipped: int):
+    if skipped:
+        print(f"resuming: {skipped} cases already ok, {len(todo)} to run", file=sys.stderr)
+    return _BarProgress(todo) if sys.stderr.isatty() else _PlainProgress(todo)
+
+
+class _PlainProgress:
+    """One line per case, for logs and CI: `[3/12] time/torch/mlp/cpu/eager ... ok (14.2 s)`."""
+
+    def __init__(self, todo: Sequence[Case]):
+        self.total = len(todo)
+        self.index = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def start(self, case: Case) -> None:
+        self.index += 1
+        print(f"[{self.index}/{self.total}] {case.case_id} ... ", end="", file=sys.stderr,
+              flush=True)
+
+    def finish(self, case: Case, status: str, elapsed_s: float) -> None:
+        print(f"{status} ({elapsed_s:.1f} s)", file=sys.stderr, flush=True)
+
+
+class _EtaColumn(ProgressColumn):
+    """Time left, from the expected time of the cases not yet finished.
+
+    The estimates are scaled by actual/expected time of the finished cases, once there are any.
+    """
+
+    def render(self, task) -> Text:
+        fields = task.fields
+        if not fields.get("case_started"):
+            return Text("")
+        scale = fields["actual_s"] / fields["expected_done_s"] if fields["expected_done_s"] else 1.0
+        in_case = time.monotonic() - fields["case_started"]
+        left = scale * fields["expected_after_s"] + max(0.0, scale * fields["expected_now_s"] - in_case)
+        minutes, seconds = divmod(int(left), 60)
+        return Text(f"ETA {minutes // 60}:{minutes % 60:02d}:{seconds:02d}", style="progress.remaining")
+
+
+class _BarProgress:
+    """A rich progress bar on stderr: case i/N, the case's label, elapsed time and ETA."""
+
+    def __init__(self, todo: Sequence[Case]):
+        self.todo = list(todo)
+        self.index = 0
+        self.progress = Progress(
+            TextColumn("case {task.fields[number]}/{task.total:.0f}"),
+            BarColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            _EtaColumn(),
+            console=Console(stderr=True),
+        )
+        self.task = self.progress.add_task("", total=len(self.todo), number=0, actual_s=0.0,
+                                           expected_done_s=0.0, case_started=None)
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.progress.stop()
+        return False
+
+    def start(self, case: Case) -> None:
+        remaining = self.todo[self.index + 1:]
+        self.progress.update(
+            self.task, description=case.label, number=self.index + 1,
+            case_started=time.monotonic(),
+            expected_now_s=case.expected_s,
+            expected_after_s=sum(c.expected_s for c in remaining))
+
+    def finish(self, case: Case, status: str, elapsed_s: float) -> None:
+        self.index += 1
+        fields = self.progress.tasks[0].fields
+        self.progress.update(
+            self.task, advance=1,
+            actual_s=fields["actual_s"] + elapsed_s,
+            expected_done_s=fields["expected_done_s"] + case.expected_s)
+        if status != OK:
+            self.progress.console.print(f"{case.case_id}: {status} ({elapsed_s:.1f} s)")
