@@ -108,6 +108,9 @@ class Optimizer:
     epsilon: float = 1e-8  # adam only; PyTorch's placement, see the module docstring
 
 
+OPTIMIZER_FIELDS = {"sgd": ("type", "lr", "momentum"), "adam": ("type", "lr", "beta_1", "beta_2", "epsilon")}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -127,7 +130,7 @@ class ModelSpec:
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
             "layers": [_layer_to_dict(layer) for layer in self.layers],
-            "optimizer": {f.name: getattr(self.optimizer, f.name) for f in fields(self.optimizer)},
+            "optimizer": {key: getattr(self.optimizer, key) for key in OPTIMIZER_FIELDS[self.optimizer.type]},
             "batch_size": self.batch_size,
             "seed": self.seed,
         }
@@ -263,7 +266,11 @@ class _Fields:
         value = self.raw(key, default)
         if value is None and default is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        try:
+            finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        except OverflowError:  # an integer too large for a float
+            finite = False
+        if not finite:
             raise HarnessInputError(f"{self.where}.{key}: expected a finite number, got {_describe(value)}")
         value = float(value)
         too_low = low is not None and (value <= low if low_open else value < low)
@@ -291,14 +298,14 @@ class _Fields:
 
 def _describe(value: Any) -> str:
     kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
-    return f"{kind.get(type(value), type(value).__name__)} ({json.dumps(value)[:40]})"
+    return f"{kind.get(type(value), type(value).__name__)} ({json.dumps(value, default=str)[:40]})"
 
 
 def _parse_layer(data: Any, where: str) -> Layer:
     if not isinstance(data, dict):
         raise HarnessInputError(f"{where}: expected an object, got {_describe(data)}")
     kind = data.get("type")
-    if kind not in LAYER_TYPES:
+    if not isinstance(kind, str) or kind not in LAYER_TYPES:
         raise HarnessInputError(
             f"{where}.type: {kind!r} is not a layer type (known: {', '.join(LAYER_TYPES)})"
         )
@@ -417,6 +424,8 @@ def load_spec(path: str | Path) -> ModelSpec:
             raise HarnessInputError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
         except UnicodeDecodeError:
             raise HarnessInputError(f"{path}: not valid JSON: not UTF-8 text") from None
+        except (ValueError, RecursionError) as exc:  # integers over 4300 digits; absurd nesting
+            raise HarnessInputError(f"{path}: not a usable JSON document ({type(exc).__name__})") from None
     return parse_spec(data, str(path))
 
 

@@ -13,6 +13,7 @@ bn is applied before dropout so that `bn=before,dropout=absent` puts BN where dr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from harness.errors import HarnessInputError
@@ -55,7 +56,7 @@ class Variant:
 
 
 def _format(value: str | float) -> str:
-    return value if isinstance(value, str) else f"{value:g}"
+    return value if isinstance(value, str) else f"{value:.12g}"
 
 
 def _number(key: str, text: str, source: str, high: float | None) -> float:
@@ -63,7 +64,7 @@ def _number(key: str, text: str, source: str, high: float | None) -> float:
         value = float(text)
     except ValueError:
         raise HarnessInputError(f"{source}: {key}={text!r} is not '{ABSENT}' or a number") from None
-    if not (value >= 0.0 and (high is None or value < high)):
+    if not (math.isfinite(value) and value >= 0.0 and (high is None or value < high)):
         limit = f"[0, {high:g})" if high is not None else "[0, inf)"
         raise HarnessInputError(f"{source}: {key}={text}: {value:g} is not in {limit}")
     return value

@@ -471,10 +471,6 @@ def preset_or_file(which) -> ModelSpec:
     return PRESETS[which] if isinstance(which, str) else load_spec(which)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in harness/spec.py: ModelSpec.to_dict writes every Optimizer field (beta_1, beta_2, epsilon "
-    "for sgd; momentum for adam) and parse_spec rejects them as unknown optimizer fields"
-))
 @pytest.mark.parametrize("which", ROUND_TRIP_SPECS)
 def test_to_dict_round_trips(which):
     spec = preset_or_file(which)
@@ -569,49 +565,29 @@ def test_specs_are_frozen():
 # Bad input that escapes as another exception type (bugs, see the reasons)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in harness/spec.py: _parse_layer does `kind not in LAYER_TYPES` on the raw value; an "
-    "unhashable type (a list) raises TypeError instead of HarnessInputError"
-))
 def test_layer_type_that_is_a_list(tmp_path):
     msg = load_error(write_json(tmp_path, mutated(small_cnn(), ("layers", 5, "type"), ["dense"])))
     assert_names(msg, "bad.json", "layers[5]", "type")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in harness/spec.py: _Fields.number calls math.isfinite on a JSON integer too large for a "
-    "float (10**400) and raises OverflowError instead of HarnessInputError"
-))
 def test_huge_integer_rate(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(small_cnn()).replace('"rate": 0.25', '"rate": 1' + "0" * 400), encoding="utf-8")
     assert_names(load_error(path), "bad.json", "layers[3]", "rate")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in harness/spec.py: _describe json.dumps the bad value; a TOML date is not JSON "
-    "serializable, so the error path raises TypeError instead of HarnessInputError"
-))
 def test_toml_date_where_a_number_belongs(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text(ISSUE_TOML.replace("seed = 0", "seed = 1979-05-27"), encoding="utf-8")
     assert_names(load_error(path), "bad.toml", "seed")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in harness/spec.py: load_spec catches only JSONDecodeError; an integer literal over "
-    "Python's 4300-digit limit makes json.loads raise a plain ValueError"
-))
 def test_integer_over_the_digit_limit(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(small_cnn()).replace('"seed": 0', '"seed": ' + "1" * 5000), encoding="utf-8")
     assert_names(load_error(path), "bad.json")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in harness/spec.py: load_spec does not catch RecursionError from json.loads on deeply "
-    "nested input"
-))
 def test_deeply_nested_json(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text("[" * 100_000, encoding="utf-8")

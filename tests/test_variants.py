@@ -133,10 +133,6 @@ def test_label_parses_back_to_the_same_variant(text):
     assert parse_variant(variant.label) == variant
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in harness/variants.py: labels format numbers with %g (6 significant digits), so distinct "
-    "variants such as l2=0.00012345678 and l2=0.00012345679 get the same label"
-))
 def test_distinct_variants_have_distinct_labels():
     a, b = parse_variant("l2=0.00012345678"), parse_variant("l2=0.00012345679")
     assert a != b
@@ -174,10 +170,6 @@ def test_bad_variant_is_named(text, names):
     assert not missing, f"message {msg!r} does not name {missing}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug in harness/variants.py: _number accepts inf for l1/l2 (only dropout has an upper bound), "
-    "while spec files reject non-finite penalties"
-))
 @pytest.mark.parametrize("text", ["l2=inf", "l1=1e400"])
 def test_infinite_penalty_is_rejected(text):
     with pytest.raises(HarnessInputError):

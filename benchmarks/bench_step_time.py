@@ -1,0 +1,54 @@
+"""The benchmark matrix: backend x model x variant x device x mode, one training step each.
+
+`pytest --benchmark-only` runs it; `--suite quick|default|full` sizes it (harness/suites.py).
+Benchmarks are grouped by backend/model/device/mode, so pytest-benchmark's table puts the
+variants of one group side by side (dropout present vs removed, BN before vs after, l2
+absent vs 0 vs > 0). The device is synchronized inside every timed step (Model.timed_step);
+the first step (compile/trace) and warm-up rounds are excluded by benchmark.pedantic.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.data import synthetic_batch
+from harness.spec import PRESETS
+from harness.suites import SUITES
+from harness.timing import model_cost
+from harness.variants import variant_spec
+
+MATRIX_VARIANTS = ("dropout=absent", "dropout=0", "dropout=0.5", "bn=before", "bn=after", "l2=absent", "l2=0",
+                   "l2=0.0001")
+QUICK_VARIANTS = ("dropout=absent", "dropout=0", "bn=before", "bn=after")
+
+
+def pytest_generate_tests(metafunc):
+    if "case" not in metafunc.fixturenames:
+        return
+    suite = SUITES[metafunc.config.getoption("--suite")]
+    variants = QUICK_VARIANTS if suite.name == "quick" else MATRIX_VARIANTS
+    cases = [
+        (backend, model, variant, device, mode)
+        for backend in ("torch", "tensorflow")
+        for model in ("mlp", "cnn")
+        for device in ("cpu", "cuda")
+        for mode in suite.modes
+        for variant in variants
+        if not (mode == "xla" and backend == "torch")
+    ]
+    metafunc.parametrize("case", cases, ids=["-".join(c) for c in cases])
+
+
+def test_step(benchmark, backends_by_name, case):
+    backend_name, model_name, variant_text, device, mode = case
+    backend = backends_by_name(backend_name, device)
+    variant, spec = variant_spec(PRESETS[model_name], variant_text)
+    x, y = synthetic_batch(spec)
+    step = backend.build(spec, mode).timed_step(x, y)
+    step()  # compile / trace outside the measurement
+    params, flops = model_cost(spec)
+    benchmark.group = f"{backend_name}/{model_name}/{device}/{mode}"
+    benchmark.extra_info.update(backend=backend_name, model=model_name, variant=variant.label, device=device,
+                                mode=mode, threads=backend.settings()["intra_op_threads"], params=params,
+                                flops_per_step=flops)
+    benchmark.pedantic(step, rounds=20, iterations=5, warmup_rounds=2)

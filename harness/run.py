@@ -1,0 +1,118 @@
+"""`python -m harness run`: turn a suite into cases, run each in its own process, then report.
+
+Each case is one `python -m harness parity|time|inspect ... --json {json}` command, so the run
+measures exactly what those commands measure; the runner (harness/runner.py) makes the results
+durable and resumable. After a timing case, the answers to the timing questions
+(harness/questions.py) are computed from that session's paired times by harness.timing.compare,
+the function `time` itself uses.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from pathlib import Path
+
+from harness.environment import write_environment
+from harness.errors import HarnessInputError
+from harness.questions import INJECTED_SLOWDOWN, TIMING_QUESTIONS
+from harness.records import TimingRecord
+from harness.runner import Case, RunInterrupted, run_cases
+from harness.suites import SUITES
+from harness.timing import compare, noise_floor
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT_S = {"parity": 900, "time": 900, "inspect": 600}
+
+
+def _command(*args: str) -> tuple[str, ...]:
+    return (sys.executable, "-m", "harness", *args, "--json", "{json}")
+
+
+def plan_cases(args) -> list[Case]:
+    suite = SUITES[args.suite]
+    variants = tuple(args.variants or suite.timing_variants)
+    modes = tuple(args.modes or suite.modes)
+    devices = tuple(args.devices or suite.devices)
+    if "cuda" in devices and args.devices is None:
+        devices = tuple(d for d in devices if d != "cuda" or _cuda_present())
+    threads = str(args.threads)
+    cases = []
+    if "tensorflow" in args.backends and "torch" in args.backends:
+        for model in args.models:
+            argv = _command("parity", "--model", model, "--threads", threads,
+                            *(a for v in suite.parity_variants for a in ("--variant", v)))
+            cases.append(Case(f"parity/{model}", argv, TIMEOUT_S["parity"], f"parity {model}",
+                              8.0 + 4.0 * len(suite.parity_variants) * (2 if model == "cnn" else 1)))
+    for backend in args.backends:
+        backend_modes = [m for m in modes if m != "xla" or backend == "tensorflow"]
+        for model in args.models:
+            for device in devices:
+                if device == "cuda" and backend == "tensorflow":
+                    continue  # TensorFlow on CUDA is not part of this project's machines
+                argv = _command("time", "--backend", backend, "--model", model, "--device", device,
+                                "--threads", threads, "--rounds", str(suite.rounds), "--aa",
+                                "--inject-slowdown", str(INJECTED_SLOWDOWN),
+                                *(a for m in backend_modes for a in ("--mode", m)),
+                                *(a for v in variants for a in ("--variant", v)))
+                arms = (len(variants) * len(backend_modes) + 2)
+                cases.append(Case(f"time/{backend}/{model}/{device}/{'+'.join(backend_modes)}", argv,
+                                  TIMEOUT_S["time"], f"time {backend} {model} {device} {'+'.join(backend_modes)}",
+                                  8.0 + arms * (suite.rounds * 0.06 + 1.0 + 12.0 * ("compiled" in backend_modes))))
+            argv = _command("inspect", "--backend", backend, "--model", model, "--threads", threads,
+                            *(a for v in suite.inspect_variants for a in ("--variant", v)))
+            cases.append(Case(f"inspect/{backend}/{model}", argv, TIMEOUT_S["inspect"], f"inspect {backend} {model}",
+                              6.0 + 3.0 * len(suite.inspect_variants)))
+    return cases
+
+
+def _cuda_present() -> bool:
+    import shutil
+
+    return shutil.which("nvidia-smi") is not None
+
+
+def question_comparisons(case: Case, records: list[dict]) -> list[dict]:
+    """The timing questions answered from one timing session's records."""
+    if not case.case_id.startswith("time/"):
+        return []
+    timings = [TimingRecord(**{k: v for k, v in r.items() if k not in ("schema", "kind", "case_id")})
+               for r in records if r.get("kind") == "timing"]
+    if not timings:
+        return []
+    floor = noise_floor(timings)
+    arms = {(t.variant, t.mode): t for t in timings if t.role == "arm"}
+    modes = sorted({t.mode for t in timings})
+    found = []
+    for question in TIMING_QUESTIONS:
+        for mode in modes:
+            a = arms.get((question.a_variant, question.a_mode or mode))
+            b = arms.get((question.b_variant, question.b_mode or mode))
+            if a is None or b is None or (question.a_mode and mode != modes[0]):
+                continue
+            found.append(compare(a, b, floor, question.key).as_dict())
+    return found
+
+
+def run(args) -> int:
+    from harness.report import build_report
+
+    out = Path(args.out) if args.out else PROJECT_ROOT / "reports" / "runs" / (
+        datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{args.suite}")
+    if args.resume and not (out / "results.jsonl").exists():
+        raise HarnessInputError(f"--resume: {out} has no results.jsonl to resume")
+    out.mkdir(parents=True, exist_ok=True)
+    write_environment(out, args.threads)
+    cases = plan_cases(args)
+    print(f"run: {len(cases)} cases ({args.suite} suite) into {out}", file=sys.stderr)
+    try:
+        summary = run_cases(cases, out, resume=args.resume, postprocess=question_comparisons)
+    except RunInterrupted as exc:
+        print(f"interrupted; {exc.summary.ok} cases finished, resume with: python -m harness run --out {out} --resume",
+              file=sys.stderr)
+        return 130
+    paths = build_report([out])
+    print(f"{summary.ok} ok, {summary.failed} failed, {summary.timeout} timed out, {summary.skipped} skipped "
+          f"in {summary.total_s:.0f} s")
+    print(f"report: {paths.markdown}\n        {paths.html}")
+    return 0 if summary.failed == 0 and summary.timeout == 0 else 1

@@ -1,0 +1,37 @@
+"""Suites: which cases `python -m harness run` (and the benchmark suite) measures at each size.
+
+quick   both backends, both models, eager, the dropout/BN variants, few rounds: <= 3 min on 2 cores
+default every timing variant, eager and compiled, parity of every variant: <= 15 min on 2 cores
+full    default plus XLA, CUDA where present, and twice the rounds
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.questions import TIMING_VARIANTS
+
+PARITY_VARIANTS = (
+    "baseline", "dropout=absent", "dropout=0", "dropout=0.5", "bn=before", "bn=after", "bn=none",
+    "l1=absent", "l1=0.0001", "l2=absent", "l2=0", "l2=0.0001",
+)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    timing_variants: tuple[str, ...]
+    modes: tuple[str, ...]
+    rounds: int
+    parity_variants: tuple[str, ...]
+    inspect_variants: tuple[str, ...]
+    devices: tuple[str, ...] = ("cpu",)
+
+
+SUITES = {
+    "quick": Suite("quick", ("baseline", "dropout=absent", "dropout=0", "bn=before", "bn=after"), ("eager",), 10,
+                   ("baseline", "dropout=0", "bn=before"), ("dropout=absent", "dropout=0", "l2=absent", "l2=0")),
+    "default": Suite("default", TIMING_VARIANTS, ("eager", "compiled"), 30, PARITY_VARIANTS, TIMING_VARIANTS),
+    "full": Suite("full", TIMING_VARIANTS, ("eager", "compiled", "xla"), 60, PARITY_VARIANTS, TIMING_VARIANTS,
+                  ("cpu", "cuda")),
+}

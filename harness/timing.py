@@ -1,0 +1,188 @@
+"""Per-training-step timing of several arms of one backend, interleaved, in this process.
+
+An arm is a variant of the spec in a mode. One session builds every arm, runs each once (its
+setup time: build plus the first step, which includes torch.compile / tf.function tracing),
+warms each up, then measures rounds: in each round every arm runs `steps` steps back to back
+and its per-step time is recorded. The arm order alternates (A B C, C B A, ...) so that a
+linear drift in machine speed cancels. Arms of one session are paired by round index.
+
+Controls (the first arm, copied): an A/A copy, a second instance timed the same way, whose
+ratio to the first is pure noise (the noise floor); an injected copy that spins for
+`inject` x the first arm's warm-up median after every step (a known slowdown the statistics
+must detect).
+
+Constraints: time one framework per process (the caller's job: both thread pools in one
+process disturb each other); the device is synchronized inside each step (Model.timed_step).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+from backends.base import Backend
+from harness import stats
+from harness.data import synthetic_batch
+from harness.records import ComparisonRecord, TimingRecord
+from harness.spec import Conv2D, Dense, ModelSpec, infer_shapes
+from harness.variants import parse_variant, apply_variant
+
+AA_SUFFIX = " (A/A copy)"
+TARGET_ROUND_S = 0.05  # steps per round are chosen so that one round of one arm lasts about this
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    variants: tuple[str, ...]
+    modes: tuple[str, ...] = ("eager",)
+    rounds: int = 30
+    steps: int | None = None  # per round; None: calibrated to TARGET_ROUND_S
+    warmup: int = 5
+    aa: bool = False
+    inject: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Arm:
+    label: str
+    variant: str
+    mode: str
+    spec: ModelSpec
+    role: str = "arm"
+    inject: float = 0.0
+
+
+def model_cost(spec: ModelSpec) -> tuple[int, int]:
+    """(parameters, FLOPs of one training step): dense and conv multiply-adds x 2, forward
+    plus backward (about twice the forward), so 3x the forward; other layers are negligible."""
+    shapes = infer_shapes(spec)
+    params, forward = 0, 0
+    for index, layer in enumerate(spec.layers):
+        in_shape, out_shape = shapes.inputs[index], shapes.outputs[index]
+        if isinstance(layer, Dense):
+            params += in_shape[0] * layer.units + layer.units
+            forward += 2 * in_shape[0] * layer.units
+        elif isinstance(layer, Conv2D):
+            taps = layer.kernel_size[0] * layer.kernel_size[1] * in_shape[2]
+            params += taps * layer.filters + layer.filters
+            forward += 2 * taps * layer.filters * out_shape[0] * out_shape[1]
+        elif layer.type == "batchnorm":
+            params += 2 * in_shape[-1]
+    return params, 3 * forward * spec.batch_size
+
+
+def _arms(spec: ModelSpec, plan: TimingPlan) -> list[_Arm]:
+    arms = []
+    for mode in plan.modes:
+        for text in plan.variants:
+            variant = parse_variant(text)
+            arms.append(_Arm(f"{variant.label}/{mode}", variant.label, mode, apply_variant(spec, variant)))
+    first = arms[0]
+    if plan.aa:
+        arms.append(replace(first, label=first.label + AA_SUFFIX, role="aa"))
+    if plan.inject:
+        arms.append(replace(first, label=f"{first.label} (+{plan.inject:.0%} injected)", role="injected",
+                            inject=plan.inject))
+    labels = [arm.label for arm in arms]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"two arms share a label: {labels}")
+    return arms
+
+
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def _with_delay(step: Callable[[], None], delay: float) -> Callable[[], None]:
+    def delayed() -> None:
+        step()
+        _spin(delay)
+
+    return delayed
+
+
+def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, threads: int,
+            progress: Callable[[str], None] = lambda message: None) -> list[TimingRecord]:
+    """Build, warm up and time every arm interleaved; one TimingRecord per arm."""
+    arms = _arms(spec, plan)
+    x, y = synthetic_batch(spec, seed=spec.seed)
+    steps_fn, setup, warm = {}, {}, {}
+    for arm in arms:
+        progress(f"building and compiling {arm.label}")
+        start = time.perf_counter()
+        model = backend.build(arm.spec, arm.mode)
+        step = model.timed_step(x, y)
+        step()  # the first call compiles/traces: setup, not step time
+        setup[arm.label] = time.perf_counter() - start
+        samples = []
+        for _ in range(plan.warmup):
+            begin = time.perf_counter()
+            step()
+            samples.append(time.perf_counter() - begin)
+        warm[arm.label] = (float(np.median(samples)) if samples else setup[arm.label], sum(samples))
+        steps_fn[arm.label] = step
+    base = warm[arms[0].label][0]
+    for arm in arms:
+        if arm.inject:
+            steps_fn[arm.label] = _with_delay(steps_fn[arm.label], arm.inject * base)
+    steps = plan.steps or max(1, math.ceil(TARGET_ROUND_S / max(base, 1e-6)))
+    times: dict[str, list[float]] = {arm.label: [] for arm in arms}
+    for round_index in range(plan.rounds):
+        if round_index % max(1, plan.rounds // 10) == 0:
+            progress(f"round {round_index + 1}/{plan.rounds}")
+        order = arms if round_index % 2 == 0 else arms[::-1]
+        for arm in order:
+            step = steps_fn[arm.label]
+            begin = time.perf_counter()
+            for _ in range(steps):
+                step()
+            times[arm.label].append((time.perf_counter() - begin) / steps)
+    session = uuid.uuid4().hex[:12]
+    records = []
+    for arm in arms:
+        summary = stats.summarize(times[arm.label])
+        params, flops = model_cost(arm.spec)
+        records.append(TimingRecord(
+            backend=backend.name, model=spec.name, variant=arm.variant, arm=arm.label, device=device, mode=arm.mode,
+            threads=threads, median_s=summary.median, iqr_s=summary.iqr, rounds=plan.rounds, steps_per_round=steps,
+            setup_s=setup[arm.label], warmup_s=warm[arm.label][1], params=params, flops_per_step=flops,
+            session=session, role=arm.role, injected_slowdown=arm.inject, times_s=tuple(times[arm.label]),
+        ))
+    return records
+
+
+def noise_floor(records: list[TimingRecord]) -> float | None:
+    """Half-width of the A/A comparison of the session, if it has an A/A arm."""
+    first = next((r for r in records if r.role == "arm"), None)
+    aa = next((r for r in records if r.role == "aa"), None)
+    if first is None or aa is None:
+        return None
+    return stats.paired_ratio(first.times_s, aa.times_s).half_width
+
+
+def compare(a: TimingRecord, b: TimingRecord, floor: float | None, question: str = "") -> ComparisonRecord:
+    """Paired comparison of two arms of the same session (the one function every verdict uses)."""
+    if a.session != b.session:
+        raise ValueError(f"arms {a.arm!r} and {b.arm!r} were not measured in the same session")
+    pr = stats.paired_ratio(a.times_s, b.times_s)
+    verdict = stats.verdict(f"{a.backend} {a.model} {a.arm}", b.arm, pr, floor)
+    mode = a.mode if a.mode == b.mode else f"{a.mode}->{b.mode}"
+    return ComparisonRecord(
+        backend=a.backend, model=a.model, device=a.device, mode=mode, threads=a.threads, a=a.arm, b=b.arm,
+        ratio=pr.ratio, ci_low=pr.ci_low, ci_high=pr.ci_high, verdict=verdict.label, noise_floor=floor,
+        sentence=verdict.sentence, session=a.session, question=question,
+    )
+
+
+def compare_against_first(records: list[TimingRecord]) -> list[ComparisonRecord]:
+    floor = noise_floor(records)
+    first = records[0]
+    question = {"aa": "aa_control", "injected": "injected_control"}
+    return [compare(first, other, floor, question.get(other.role, "")) for other in records[1:]]
