@@ -1,0 +1,69 @@
+"""The CLI as a user meets it: exit codes, one-line errors, and a small run that resumes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def harness(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["parity", "--spec", "no/such/spec.json"], "no/such/spec.json"),
+    (["parity", "--model", "mlp", "--variant", "dropout=2"], "dropout=2"),
+    (["time", "--backend", "torch", "--variant", "wobble=1"], "wobble=1"),
+    (["time", "--backend", "torch", "--variant", "baseline", "--device", "cuda"], "cuda"),
+    (["inspect", "--backend", "torch", "--variant", "baseline", "--spec", "tests/specs/issue_example.json",
+      "--model", "mlp"], "not allowed with"),
+])
+def test_bad_input_exits_2_with_one_line(args, fragment):
+    result = harness(*args)
+    assert result.returncode == 2, result.stderr
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_spec_field_is_located(tmp_path):
+    spec = json.load(open("tests/specs/issue_example.json"))
+    spec["layers"][3]["rate"] = 1.5
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(spec))
+    result = harness("parity", "--spec", str(path))
+    assert result.returncode == 2
+    assert "bad.json" in result.stderr and "layers[3]" in result.stderr and "rate" in result.stderr
+
+
+def test_time_json_records(tmp_path):
+    out = tmp_path / "t.json"
+    result = harness("time", "--backend", "torch", "--variant", "dropout=absent", "--variant", "dropout=0",
+                     "--aa", "--rounds", "5", "--steps", "3", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    records = json.loads(out.read_text())
+    timing = [r for r in records if r["kind"] == "timing"]
+    comparisons = [r for r in records if r["kind"] == "comparison"]
+    assert [r["role"] for r in timing] == ["arm", "arm", "aa"]
+    assert all(len(r["times_s"]) == 5 and r["median_s"] > 0 for r in timing)
+    assert {"a", "b", "ratio", "ci_low", "ci_high", "verdict"} <= comparisons[0].keys()
+    assert comparisons[0]["ci_low"] <= comparisons[0]["ratio"] <= comparisons[0]["ci_high"]
+
+
+@pytest.mark.slow
+def test_run_writes_a_report_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--suite", "quick", "--backends", "torch", "--models", "mlp", "--variants", "baseline",
+            "dropout=0", "--out", str(out)]
+    first = harness(*args)
+    assert first.returncode == 0, first.stderr
+    assert (out / "report.md").exists() and (out / "index.html").exists()
+    assert len(list((out / "plots").glob("*.png"))) >= 2  # the PyTorch/TF ratio plot needs both backends
+    lines = (out / "results.jsonl").read_text().splitlines()
+    again = harness(*args, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert "2 skipped" in again.stdout
+    assert (out / "results.jsonl").read_text().splitlines() == lines  # nothing redone
