@@ -138,7 +138,8 @@ def verdict(a_label: str, b_label: str, pr: PairedRatio, noise_floor: float | No
     if pr.ci_low > 1.0 and effect > floor:
         return Verdict(SLOWER, f"{b_label} is {effect * 100:.1f}% slower than {a_label} ({numbers}{floor_text}).")
     if pr.ci_high < 1.0 and -effect > floor:
-        return Verdict(FASTER, f"{b_label} is {-effect * 100:.1f}% faster than {a_label} ({numbers}{floor_text}).")
+        return Verdict(FASTER, f"{b_label} is faster than {a_label}: it takes {-effect * 100:.1f}% less time per step "
+                               f"({numbers}{floor_text}).")
     bound = max(pr.half_width, floor) * 100
     return Verdict(
         NO_DIFFERENCE,
