@@ -24,14 +24,14 @@ def _bench(benchmark, backend, kind, step, steps_per_call=1):
     benchmark.pedantic(step, rounds=30, iterations=5 if steps_per_call == 1 else 1, warmup_rounds=3)
 
 
-def test_harness_step_torch(benchmark, backends_by_name):
-    backend = backends_by_name("torch")
+def test_harness_step_torch(benchmark, backend_factory):
+    backend = backend_factory("torch")
     x, y = synthetic_batch(SPEC)
     _bench(benchmark, "torch", "harness-eager", backend.build(SPEC).timed_step(x, y))
 
 
-def test_bare_loop_torch(benchmark, backends_by_name):
-    backends_by_name("torch")  # configures threads, or skips
+def test_bare_loop_torch(benchmark, backend_factory):
+    backend_factory("torch")  # configures threads, or skips
     import torch
     from torch import nn
 
@@ -62,14 +62,14 @@ def _keras_mlp():
     ])
 
 
-def test_harness_step_tensorflow(benchmark, backends_by_name):
-    backend = backends_by_name("tensorflow")
+def test_harness_step_tensorflow(benchmark, backend_factory):
+    backend = backend_factory("tensorflow")
     x, y = synthetic_batch(SPEC)
     _bench(benchmark, "tensorflow", "harness-eager", backend.build(SPEC).timed_step(x, y))
 
 
-def test_bare_loop_tensorflow(benchmark, backends_by_name):
-    backends_by_name("tensorflow")
+def test_bare_loop_tensorflow(benchmark, backend_factory):
+    backend_factory("tensorflow")
     import keras
     import tensorflow as tf
 
@@ -89,8 +89,8 @@ def test_bare_loop_tensorflow(benchmark, backends_by_name):
 
 
 @pytest.mark.slow
-def test_keras_fit_tensorflow(benchmark, backends_by_name):
-    backends_by_name("tensorflow")
+def test_keras_fit_tensorflow(benchmark, backend_factory):
+    backend_factory("tensorflow")
     import keras
     import numpy as np
 

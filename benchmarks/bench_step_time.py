@@ -39,9 +39,9 @@ def pytest_generate_tests(metafunc):
     metafunc.parametrize("case", cases, ids=["-".join(c) for c in cases])
 
 
-def test_step(benchmark, backends_by_name, case):
+def test_step(benchmark, backend_factory, case):
     backend_name, model_name, variant_text, device, mode = case
-    backend = backends_by_name(backend_name, device)
+    backend = backend_factory(backend_name, device)
     variant, spec = variant_spec(PRESETS[model_name], variant_text)
     x, y = synthetic_batch(spec)
     step = backend.build(spec, mode).timed_step(x, y)

@@ -107,6 +107,11 @@ def _compare(model, variant, check, backends, exact, reference, other, group_sca
                         "; ".join(notes), rounding)
 
 
+def _badness(record: ParityRecord) -> float:
+    """Error as a fraction of the tolerance: > 1 fails."""
+    return record.max_rel_err / record.tol
+
+
 def _compare_tensors(model, variant, check, backends, exact: dict, reference: dict, other: dict, keys,
                      floor: float = TOL_FLOOR, skip_structural_zeros: bool = False) -> ParityRecord:
     """One record for several tensors: the one with the largest error against its tolerance."""
@@ -117,7 +122,7 @@ def _compare_tensors(model, variant, check, backends, exact: dict, reference: di
         keys = [k for k in keys if k not in skipped]
     records = {k: _compare(model, variant, check, backends, exact[k], reference[k], other[k], group_scale, floor)
                for k in keys}
-    worst_key = max(records, key=lambda k: records[k].max_rel_err / records[k].tol)
+    worst_key = max(records, key=lambda k: _badness(records[k]))
     worst = records[worst_key]
     notes = [f"worst of {len(records)} tensors: {worst_key}"] + ([worst.detail] if worst.detail else [])
     if skipped:
@@ -164,9 +169,15 @@ class _Triple:
     """The same model three times: reference float32, other framework float32, reference float64."""
 
     def __init__(self, reference: Backend, other: Backend, spec: ModelSpec, weights: dict):
+        self.weights = weights
         self.models = [reference.build(spec), other.build(spec), reference.build(spec, dtype="float64")]
+        self.reset()
+
+    def reset(self) -> "_Triple":
+        """Load the starting weights (BN running statistics included) into all three."""
         for model in self.models:
-            model.set_weights(weights)
+            model.set_weights(self.weights)
+        return self
 
     def each(self, method: str, *args):
         """(reference, other, exact) results of one Model method."""
@@ -183,12 +194,12 @@ def check_variant(reference: Backend, other: Backend, spec: ModelSpec, variant_t
     records = [_compare(spec.name, label, "forward_eval", names,
                         *_Triple(reference, other, vspec, weights).each("forward", x, False))]
 
-    train_spec = _without_dropout_noise(vspec)
-    records.append(_compare(spec.name, label, "forward_train", names,
-                            *_Triple(reference, other, train_spec, weights).each("forward", x, True)))
-    losses = _Triple(reference, other, train_spec, weights).each("loss", x, y, True)
+    # Train-mode calls update BN running statistics: reset before each check.
+    train = _Triple(reference, other, _without_dropout_noise(vspec), weights)
+    records.append(_compare(spec.name, label, "forward_train", names, *train.each("forward", x, True)))
+    losses = train.reset().each("loss", x, y, True)
     records.append(_compare(spec.name, label, "loss", names, *(np.array([v]) for v in losses)))
-    exact, ref, oth = _Triple(reference, other, train_spec, weights).each("gradients", x, y, True)
+    exact, ref, oth = train.reset().each("gradients", x, y, True)
     grad_scale = max(_max_abs(g) for g in exact.values())
     records += [_compare(spec.name, label, f"grad[{key}]", names, exact[key], ref[key], oth[key], grad_scale)
                 for key in ref]
@@ -197,7 +208,7 @@ def check_variant(reference: Backend, other: Backend, spec: ModelSpec, variant_t
     bn_keys = [k for k in weights if k.endswith(("running_mean", "running_var"))]
     trainable = [k for k in weights if k not in bn_keys]
     for name, optimizer in _optimizers(vspec).items():
-        opt_spec = replace(train_spec, optimizer=optimizer)
+        opt_spec = replace(train.models[0].spec, optimizer=optimizer)
         triple = _Triple(reference, other, opt_spec, weights)
         ref_model, other_model, exact_model = triple.models
         worst = None
@@ -216,7 +227,7 @@ def check_variant(reference: Backend, other: Backend, spec: ModelSpec, variant_t
             record = _compare_tensors(spec.name, label, f"{name}_{STEPS}_steps", names, *deltas, keys=trainable,
                                       floor=TOL_ADAM_FLOOR if name == "adam" else TOL_FLOOR,
                                       skip_structural_zeros=(name == "adam"))
-            if worst is None or record.max_rel_err / record.tol > worst.max_rel_err / worst.tol:
+            if worst is None or _badness(record) > _badness(worst):
                 worst = replace(record, detail=f"update of step {step + 1}, {record.detail}")
         records.append(worst)
         if bn_keys:

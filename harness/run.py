@@ -85,12 +85,13 @@ def question_comparisons(case: Case, records: list[dict]) -> list[dict]:
     modes = sorted({t.mode for t in timings})
     found = []
     for question in TIMING_QUESTIONS:
-        for mode in modes:
-            a = arms.get((question.a_variant, question.a_mode or mode))
-            b = arms.get((question.b_variant, question.b_mode or mode))
-            if a is None or b is None or (question.a_mode and mode != modes[0]):
-                continue
-            found.append(compare(a, b, floor, question.key).as_dict())
+        # A question with fixed modes (compiled vs eager) is asked once; others once per mode.
+        mode_pairs = [(question.a_mode, question.b_mode)] if question.a_mode else [(m, m) for m in modes]
+        for a_mode, b_mode in mode_pairs:
+            a = arms.get((question.a_variant, a_mode))
+            b = arms.get((question.b_variant, b_mode))
+            if a is not None and b is not None:
+                found.append(compare(a, b, floor, question.key).as_dict())
     return found
 
 

@@ -64,20 +64,26 @@ def summarize(times) -> Summary:
     return Summary(median=float(median), iqr=float(q3 - q1), n=int(values.size))
 
 
-def median_ci(times) -> tuple[float, float]:
-    """95% percentile-bootstrap CI of the median of one arm's per-round times (for error bars)."""
-    values = np.asarray(times, dtype=float)
-    if values.size < 3 or np.ptp(values) == 0.0:
-        return float(values.min()), float(values.max())
+def _percentile_bootstrap(samples: tuple, statistic, **options) -> tuple[float, float]:
+    """95% percentile-bootstrap CI of `statistic`, with the fixed seed (reproducible reports)."""
     result = scipy_stats.bootstrap(
-        (values,),
-        np.median,
+        samples,
+        statistic,
         confidence_level=CONFIDENCE,
         n_resamples=N_RESAMPLES,
         method="percentile",
         rng=np.random.default_rng(BOOTSTRAP_SEED),
+        **options,
     )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def median_ci(times) -> tuple[float, float]:
+    """95% CI of the median of one sample; with < 3 values or none distinct, its whole range."""
+    values = np.asarray(times, dtype=float)
+    if values.size < 3 or np.ptp(values) == 0.0:
+        return float(values.min()), float(values.max())
+    return _percentile_bootstrap((values,), np.median)
 
 
 def paired_ratio(a_times, b_times) -> PairedRatio:
@@ -90,19 +96,7 @@ def paired_ratio(a_times, b_times) -> PairedRatio:
     if a.shape != b.shape or a.size == 0:
         raise ValueError(f"paired times must have the same non-zero length, got {a.size} and {b.size}")
     ratios = b / a
-    median = float(np.median(ratios))
-    if ratios.size < 3 or np.ptp(ratios) == 0.0:
-        return PairedRatio(median, float(ratios.min()), float(ratios.max()), int(ratios.size))
-    result = scipy_stats.bootstrap(
-        (ratios,),
-        np.median,
-        confidence_level=CONFIDENCE,
-        n_resamples=N_RESAMPLES,
-        method="percentile",
-        rng=np.random.default_rng(BOOTSTRAP_SEED),
-    )
-    interval = result.confidence_interval
-    return PairedRatio(median, float(interval.low), float(interval.high), int(ratios.size))
+    return PairedRatio(float(np.median(ratios)), *median_ci(ratios), int(ratios.size))
 
 
 def unpaired_ratio(a_times, b_times) -> PairedRatio:
@@ -115,18 +109,13 @@ def unpaired_ratio(a_times, b_times) -> PairedRatio:
     ratio = float(np.median(b) / np.median(a))
     if a.size < 3 or b.size < 3:
         return PairedRatio(ratio, float(b.min() / a.max()), float(b.max() / a.min()), int(min(a.size, b.size)))
-    result = scipy_stats.bootstrap(
+    low, high = _percentile_bootstrap(
         (a, b),
         lambda x, y, axis=-1: np.median(y, axis=axis) / np.median(x, axis=axis),
-        confidence_level=CONFIDENCE,
-        n_resamples=N_RESAMPLES,
-        method="percentile",
         paired=False,
         vectorized=True,
-        rng=np.random.default_rng(BOOTSTRAP_SEED),
     )
-    interval = result.confidence_interval
-    return PairedRatio(ratio, float(interval.low), float(interval.high), int(min(a.size, b.size)))
+    return PairedRatio(ratio, low, high, int(min(a.size, b.size)))
 
 
 def verdict(a_label: str, b_label: str, pr: PairedRatio, noise_floor: float | None) -> Verdict:

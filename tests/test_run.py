@@ -1,0 +1,54 @@
+"""`run`'s planning and its answers to the timing questions, without running anything."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from harness.records import TimingRecord
+from harness.run import plan_cases, question_comparisons
+from harness.runner import Case
+
+
+def _arm(variant, mode, times, role="arm"):
+    return TimingRecord(
+        backend="torch", model="mlp", variant=variant, arm=f"{variant}/{mode}", device="cpu", mode=mode, threads=2,
+        median_s=float(np.median(times)), iqr_s=0.0, rounds=len(times), steps_per_round=1, setup_s=0.0,
+        warmup_s=0.0, params=1, flops_per_step=1, session="s1", role=role, times_s=tuple(times),
+    ).as_dict()
+
+
+def test_questions_are_answered_once_per_mode_and_once_across_modes():
+    rng = np.random.default_rng(0)
+    base = 1e-3 * (1 + 0.01 * rng.standard_normal(20))
+    records = [
+        _arm("baseline", "eager", base),
+        _arm("dropout=absent", "eager", base),
+        _arm("dropout=0", "eager", base * 1.10),
+        _arm("baseline", "compiled", base * 0.5),
+        _arm("dropout=absent", "compiled", base * 0.5),
+        _arm("dropout=0", "compiled", base * 0.5),
+        _arm("baseline", "eager", base, role="aa"),
+    ]
+    case = Case("time/torch/mlp/cpu/eager+compiled", ("x",), 1.0, "x", 1.0)
+    found = question_comparisons(case, records)
+    keys = sorted((c["question"], c["mode"]) for c in found)
+    assert keys == [("compiled_vs_eager", "eager->compiled"),
+                    ("dropout_p0_cost", "compiled"), ("dropout_p0_cost", "eager")]
+    by_key = {(c["question"], c["mode"]): c for c in found}
+    assert by_key[("dropout_p0_cost", "eager")]["verdict"] == "slower"
+    assert by_key[("compiled_vs_eager", "eager->compiled")]["verdict"] == "faster"
+    assert all(c["noise_floor"] is not None for c in found)
+
+
+def test_non_timing_cases_add_nothing():
+    assert question_comparisons(Case("parity/mlp", ("x",), 1.0, "x", 1.0), [{"kind": "parity"}]) == []
+
+
+def test_plan_without_tensorflow_has_no_parity_and_no_tf_cases():
+    args = argparse.Namespace(suite="quick", variants=None, modes=None, devices=["cpu"], backends=["torch"],
+                              models=["mlp", "cnn"], threads=2)
+    ids = [case.case_id for case in plan_cases(args)]
+    assert ids == ["time/torch/mlp/cpu/eager", "inspect/torch/mlp", "time/torch/cnn/cpu/eager", "inspect/torch/cnn"]
+    assert all("{json}" in case.argv for case in plan_cases(args))
