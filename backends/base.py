@@ -85,6 +85,10 @@ class Model(ABC):
         """d loss / d parameter for every trainable parameter, canonical layout."""
 
     @abstractmethod
+    def apply_gradients(self, gradients: Weights) -> None:
+        """One optimizer update from these canonical gradients (no forward or backward)."""
+
+    @abstractmethod
     def train_step(self, x: np.ndarray, y: np.ndarray) -> float:
         """One optimizer step in this model's mode; returns the loss before the update."""
 

@@ -243,6 +243,11 @@ class TensorFlowModel(Model):
         return {slot.name: np.asarray(slot.to_canonical(g.numpy()), dtype=np.float32)
                 for slot, g in zip(self._trainable, grads)}
 
+    def apply_gradients(self, gradients):
+        values = [self.tf.constant(slot.to_keras(np.asarray(gradients[slot.name], dtype=np.float32)))
+                  for slot in self._trainable]
+        self.optimizer.apply_gradients(zip(values, self._trainable_variables))
+
     def train_step(self, x, y):
         return float(self._step_fn(*self._tensors(x, y)))
 

@@ -161,6 +161,11 @@ class TorchModel(Model):
         self._loss(self._x(x), self._y(y)).backward()
         return {name: p.grad.detach().cpu().numpy().copy() for name, p in self.net.layers.named_parameters()}
 
+    def apply_gradients(self, gradients):
+        for name, parameter in self.net.layers.named_parameters():
+            parameter.grad = self.torch.from_numpy(np.asarray(gradients[name])).to(self.device, self.dtype)
+        self.optimizer.step()
+
     def _step(self, x, y):
         self.optimizer.zero_grad(set_to_none=True)
         loss = self._loss_fn(x, y)

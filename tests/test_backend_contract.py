@@ -117,3 +117,17 @@ def test_dropout_probe_semantics(backend):
     assert 0.45 < (out == 0).mean() < 0.55
     assert np.allclose(out[out != 0], 2.0)
     assert np.array_equal(backend.dropout_probe(0.5, x, training=False), x)
+
+
+def test_apply_gradients_is_one_optimizer_step(backend):
+    from dataclasses import replace
+
+    from harness.spec import Optimizer
+
+    spec = replace(PRESETS["mlp"], optimizer=Optimizer("sgd", lr=0.5))
+    model = backend.build(spec)
+    before = model.get_weights()
+    gradients = {k: np.full_like(v, 0.25) for k, v in before.items() if k.endswith(("weight", "bias"))}
+    model.apply_gradients(gradients)
+    after = model.get_weights()
+    assert all(np.allclose(after[k], before[k] - 0.125) for k in gradients)  # w - lr * g, plain SGD
