@@ -84,7 +84,8 @@ def cmd_time(args) -> int:
     for mode in modes:
         if mode not in backend.MODES:
             raise HarnessInputError(f"--mode: {args.backend} has no mode {mode!r} (modes: {', '.join(backend.MODES)})")
-    plan = TimingPlan(tuple(args.variant), modes, args.rounds, args.steps, args.warmup, args.aa, args.inject_slowdown)
+    plan = TimingPlan(tuple(args.variant), modes, args.rounds, args.steps, args.warmup, args.aa, args.inject_slowdown,
+                      args.reference_loop)
     records = measure(backend, spec, plan, args.device, args.threads, progress=lambda m: _say(f"time: {m}"))
     comparisons = compare_against_first(records) if len(records) > 1 else []
     _write_json(args.json, [*records, *comparisons])
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aa", action="store_true", help="add an A/A copy of the first arm: measures the noise floor")
     p.add_argument("--inject-slowdown", type=float, default=0.0, metavar="F",
                    help="add a copy of the first arm that spins F x its step time after each step (e.g. 0.05)")
+    p.add_argument("--reference-loop", action="store_true",
+                   help="add a hand-written training loop (mlp preset, eager) to measure the harness's own overhead")
     p.add_argument("--json", metavar="FILE", help="write timing and comparison records")
     p.set_defaults(func=cmd_time)
 

@@ -31,6 +31,8 @@ TIMING_QUESTIONS = (
              "l2=absent", "l2=0.0001"),
     Question("compiled_vs_eager", "How does a compiled step compare with an eager one?",
              "baseline", "baseline", a_mode="eager", b_mode="compiled"),
+    Question("harness_overhead", "How much time does the harness add to a hand-written training step (mlp)?",
+             "hand-written loop", "baseline", a_mode="eager", b_mode="eager"),
 )
 
 GRAPH_QUESTIONS = (

@@ -53,9 +53,11 @@ def plan_cases(args) -> list[Case]:
                 argv = _command("time", "--backend", backend, "--model", model, "--device", device,
                                 "--threads", threads, "--rounds", str(suite.rounds), "--aa",
                                 "--inject-slowdown", str(INJECTED_SLOWDOWN),
+                                *(("--reference-loop",) if model == "mlp" and "eager" in backend_modes
+                                  and "baseline" in variants else ()),
                                 *(a for m in backend_modes for a in ("--mode", m)),
                                 *(a for v in variants for a in ("--variant", v)))
-                arms = (len(variants) * len(backend_modes) + 2)
+                arms = (len(variants) * len(backend_modes) + 3)
                 cases.append(Case(f"time/{backend}/{model}/{device}/{'+'.join(backend_modes)}", argv,
                                   TIMEOUT_S["time"], f"time {backend} {model} {device} {'+'.join(backend_modes)}",
                                   8.0 + arms * (suite.rounds * 0.06 + 1.0 + 12.0 * ("compiled" in backend_modes))))
@@ -81,7 +83,7 @@ def question_comparisons(case: Case, records: list[dict]) -> list[dict]:
     if not timings:
         return []
     floor = noise_floor(timings)
-    arms = {(t.variant, t.mode): t for t in timings if t.role == "arm"}
+    arms = {(t.variant, t.mode): t for t in timings if t.role in ("arm", "reference")}
     modes = sorted({t.mode for t in timings})
     found = []
     for question in TIMING_QUESTIONS:

@@ -26,10 +26,11 @@ from typing import Callable
 import numpy as np
 
 from backends.base import Backend
-from harness import stats
+from harness import reference_loops, stats
 from harness.data import synthetic_batch
+from harness.errors import HarnessInputError
 from harness.records import ComparisonRecord, TimingRecord
-from harness.spec import Conv2D, Dense, ModelSpec, infer_shapes
+from harness.spec import PRESETS, Conv2D, Dense, ModelSpec, infer_shapes
 from harness.variants import parse_variant, apply_variant
 
 AA_SUFFIX = " (A/A copy)"
@@ -45,6 +46,7 @@ class TimingPlan:
     warmup: int = 5
     aa: bool = False
     inject: float = 0.0
+    reference_loop: bool = False  # add the hand-written loop (harness/reference_loops.py): mlp, eager
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class _Arm:
     variant: str
     mode: str
     spec: ModelSpec
-    role: str = "arm"
+    role: str = "arm"  # "arm", "aa", "injected" or "reference" (the hand-written loop)
     inject: float = 0.0
 
 
@@ -88,6 +90,11 @@ def _arms(spec: ModelSpec, plan: TimingPlan) -> list[_Arm]:
     if plan.inject:
         arms.append(replace(first, label=f"{first.label} (+{plan.inject:.0%} injected)", role="injected",
                             inject=plan.inject))
+    if plan.reference_loop:
+        if spec != PRESETS["mlp"] or "eager" not in plan.modes or "baseline/eager" not in [a.label for a in arms]:
+            raise HarnessInputError("--reference-loop: the hand-written loop is the mlp preset's baseline in eager "
+                                    "mode; use --model mlp with --variant baseline and --mode eager")
+        arms.append(_Arm(f"{reference_loops.LABEL}/eager", reference_loops.LABEL, "eager", spec, role="reference"))
     labels = [arm.label for arm in arms]
     if len(set(labels)) != len(labels):
         raise ValueError(f"two arms share a label: {labels}")
@@ -100,10 +107,19 @@ def _spin(seconds: float) -> None:
         pass
 
 
-def _with_delay(step: Callable[[], None], delay: float) -> Callable[[], None]:
+def _steady_step_time(step: Callable[[], None]) -> float:
+    """Per-step time over at least TARGET_ROUND_S of back-to-back steps."""
+    count, begin = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - begin) < TARGET_ROUND_S or count < 3:
+        step()
+        count += 1
+    return elapsed / count
+
+
+def _with_delay(step: Callable[[], None], delay: Callable[[], float]) -> Callable[[], None]:
     def delayed() -> None:
         step()
-        _spin(delay)
+        _spin(delay())
 
     return delayed
 
@@ -117,8 +133,10 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
     for arm in arms:
         progress(f"building and compiling {arm.label}")
         start = time.perf_counter()
-        model = backend.build(arm.spec, arm.mode)
-        step = model.timed_step(x, y)
+        if arm.role == "reference":
+            step = reference_loops.bare_step(backend.name, x, y, device)
+        else:
+            step = backend.build(arm.spec, arm.mode).timed_step(x, y)
         step()  # the first call compiles/traces: setup, not step time
         setup[arm.label] = time.perf_counter() - start
         samples = []
@@ -126,13 +144,17 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
             begin = time.perf_counter()
             step()
             samples.append(time.perf_counter() - begin)
-        warm[arm.label] = (float(np.median(samples)) if samples else setup[arm.label], sum(samples))
+        warm[arm.label] = sum(samples)
         steps_fn[arm.label] = step
-    base = warm[arms[0].label][0]
+    # Steps per round from the first arm in steady state (the warm-up right after a build runs
+    # on cold caches and can be twice as slow). The injected delay follows the first arm's
+    # latest measured step time, so the injected arm is "+inject" of the baseline as it runs now.
+    first = arms[0].label
+    latest = {first: _steady_step_time(steps_fn[first])}
     for arm in arms:
         if arm.inject:
-            steps_fn[arm.label] = _with_delay(steps_fn[arm.label], arm.inject * base)
-    steps = plan.steps or max(1, math.ceil(TARGET_ROUND_S / max(base, 1e-6)))
+            steps_fn[arm.label] = _with_delay(steps_fn[arm.label], lambda inject=arm.inject: inject * latest[first])
+    steps = plan.steps or max(1, math.ceil(TARGET_ROUND_S / latest[first]))
     times: dict[str, list[float]] = {arm.label: [] for arm in arms}
     for round_index in range(plan.rounds):
         if round_index % max(1, plan.rounds // 10) == 0:
@@ -144,6 +166,7 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
             for _ in range(steps):
                 step()
             times[arm.label].append((time.perf_counter() - begin) / steps)
+        latest[first] = times[first][-1]
     session = uuid.uuid4().hex[:12]
     records = []
     for arm in arms:
@@ -152,7 +175,7 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
         records.append(TimingRecord(
             backend=backend.name, model=spec.name, variant=arm.variant, arm=arm.label, device=device, mode=arm.mode,
             threads=threads, median_s=summary.median, iqr_s=summary.iqr, rounds=plan.rounds, steps_per_round=steps,
-            setup_s=setup[arm.label], warmup_s=warm[arm.label][1], params=params, flops_per_step=flops,
+            setup_s=setup[arm.label], warmup_s=warm[arm.label], params=params, flops_per_step=flops,
             session=session, role=arm.role, injected_slowdown=arm.inject, times_s=tuple(times[arm.label]),
         ))
     return records
@@ -181,8 +204,16 @@ def compare(a: TimingRecord, b: TimingRecord, floor: float | None, question: str
     )
 
 
+CONTROL_QUESTIONS = {"aa": "aa_control", "injected": "injected_control"}
+
+
 def compare_against_first(records: list[TimingRecord]) -> list[ComparisonRecord]:
+    """Every arm against the first; the harness's baseline step against the hand-written loop."""
     floor = noise_floor(records)
     first = records[0]
-    question = {"aa": "aa_control", "injected": "injected_control"}
-    return [compare(first, other, floor, question.get(other.role, "")) for other in records[1:]]
+    found = [compare(first, other, floor, CONTROL_QUESTIONS.get(other.role, ""))
+             for other in records[1:] if other.role != "reference"]
+    for reference in (r for r in records if r.role == "reference"):
+        harness = next(r for r in records if r.role == "arm" and r.variant == "baseline" and r.mode == "eager")
+        found.append(compare(reference, harness, floor))
+    return found

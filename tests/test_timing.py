@@ -1,0 +1,70 @@
+"""Timing machinery without wall-time assertions: a fake backend records what ran, in what order."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import HarnessInputError
+from harness.spec import PRESETS
+from harness.timing import TimingPlan, compare_against_first, measure, model_cost
+
+
+class _FakeModel:
+    def __init__(self, log, label):
+        self.log, self.label = log, label
+
+    def timed_step(self, x, y):
+        return lambda: self.log.append(self.label)
+
+
+class _FakeBackend:
+    name = "fake"
+
+    def __init__(self):
+        self.log = []
+
+    def build(self, spec, mode="eager"):
+        return _FakeModel(self.log, f"{spec.name}/{mode}")
+
+
+def test_arms_roles_and_pairing():
+    backend = _FakeBackend()
+    plan = TimingPlan(("dropout=absent", "dropout=0"), ("eager",), rounds=6, steps=2, warmup=1, aa=True, inject=0.05)
+    records = measure(backend, PRESETS["mlp"], plan, "cpu", 2)
+    assert [r.arm for r in records] == ["dropout=absent/eager", "dropout=0/eager",
+                                        "dropout=absent/eager (A/A copy)", "dropout=absent/eager (+5% injected)"]
+    assert [r.role for r in records] == ["arm", "arm", "aa", "injected"]
+    assert len({r.session for r in records}) == 1
+    assert all(len(r.times_s) == 6 and r.steps_per_round == 2 for r in records)
+    assert records[3].injected_slowdown == 0.05
+
+
+def test_rounds_alternate_their_order():
+    backend = _FakeBackend()
+    plan = TimingPlan(("dropout=absent", "dropout=0"), rounds=4, steps=1, warmup=0)
+    measure(backend, PRESETS["mlp"], plan, "cpu", 2)
+    timed = backend.log[-8:]  # 4 rounds x 2 arms x 1 step, after the first calls and calibration
+    a, b = "mlp[dropout=absent]/eager", "mlp[dropout=0]/eager"
+    assert timed == [a, b, b, a, a, b, b, a]
+
+
+def test_comparisons_use_the_aa_floor_and_name_the_controls():
+    plan = TimingPlan(("baseline", "dropout=0"), rounds=5, steps=1, warmup=0, aa=True, inject=0.05)
+    records = measure(_FakeBackend(), PRESETS["mlp"], plan, "cpu", 2)
+    comparisons = compare_against_first(records)
+    assert [c.question for c in comparisons] == ["", "aa_control", "injected_control"]
+    assert len({c.noise_floor for c in comparisons}) == 1 and comparisons[0].noise_floor is not None
+
+
+def test_reference_loop_needs_the_mlp_baseline():
+    plan = TimingPlan(("dropout=0",), reference_loop=True)
+    with pytest.raises(HarnessInputError, match="reference-loop"):
+        measure(_FakeBackend(), PRESETS["mlp"], plan, "cpu", 2)
+    with pytest.raises(HarnessInputError, match="reference-loop"):
+        measure(_FakeBackend(), PRESETS["cnn"], TimingPlan(("baseline",), reference_loop=True), "cpu", 2)
+
+
+def test_model_cost_of_the_mlp_by_hand():
+    params, flops = model_cost(PRESETS["mlp"])
+    assert params == 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
+    assert flops == 3 * 2 * (784 * 512 + 512 * 256 + 256 * 10) * 32
