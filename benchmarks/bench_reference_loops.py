@@ -1,19 +1,22 @@
 """Measuring ourselves: hand-written training loops with no harness code, next to the harness.
 
-Per framework, the preset MLP (784-512-256-10, dropout 0.2, SGD 0.01 momentum 0.9, batch 32)
-as a user would write it, in the same benchmark group as the harness's own step of that model,
-so pytest-benchmark's table shows the harness overhead (target: harness / bare <= 1.05).
-For TensorFlow also Keras's model.fit, the per-step number users know (10 steps per call).
+The preset MLP as a user would write it (harness/reference_loops.py), in the same benchmark
+group as the harness's own step of that model, so pytest-benchmark's table shows the harness's
+overhead (target: harness / bare <= 1.05; `python -m harness time --reference-loop` measures it
+interleaved, with a CI). For TensorFlow also Keras's model.fit, the per-step number users know
+(10 steps per call: divide by 10).
 """
 
 from __future__ import annotations
 
 import pytest
 
+from harness import reference_loops
 from harness.data import synthetic_batch
 from harness.spec import PRESETS
 
 SPEC = PRESETS["mlp"]
+BACKENDS = ("torch", "tensorflow")
 
 
 def _bench(benchmark, backend, kind, step, steps_per_call=1):
@@ -24,77 +27,27 @@ def _bench(benchmark, backend, kind, step, steps_per_call=1):
     benchmark.pedantic(step, rounds=30, iterations=5 if steps_per_call == 1 else 1, warmup_rounds=3)
 
 
-def test_harness_step_torch(benchmark, backend_factory):
-    backend = backend_factory("torch")
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_harness_step(benchmark, backend_factory, backend_name):
+    backend = backend_factory(backend_name)
     x, y = synthetic_batch(SPEC)
-    _bench(benchmark, "torch", "harness-eager", backend.build(SPEC).timed_step(x, y))
+    _bench(benchmark, backend_name, "harness-eager", backend.build(SPEC).timed_step(x, y))
 
 
-def test_bare_loop_torch(benchmark, backend_factory):
-    backend_factory("torch")  # configures threads, or skips
-    import torch
-    from torch import nn
-
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 256), nn.ReLU(),
-                          nn.Dropout(0.2), nn.Linear(256, 10))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = (torch.from_numpy(a) for a in synthetic_batch(SPEC))
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-
-    _bench(benchmark, "torch", "bare-eager", step)
-
-
-def _keras_mlp():
-    import keras
-
-    keras.utils.set_random_seed(0)
-    return keras.Sequential([
-        keras.Input(shape=(784,)),
-        keras.layers.Dense(512, activation="relu"), keras.layers.Dropout(0.2),
-        keras.layers.Dense(256, activation="relu"), keras.layers.Dropout(0.2),
-        keras.layers.Dense(10),
-    ])
-
-
-def test_harness_step_tensorflow(benchmark, backend_factory):
-    backend = backend_factory("tensorflow")
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_bare_loop(benchmark, backend_factory, backend_name):
+    backend_factory(backend_name)  # configures the framework's threads, or skips
     x, y = synthetic_batch(SPEC)
-    _bench(benchmark, "tensorflow", "harness-eager", backend.build(SPEC).timed_step(x, y))
-
-
-def test_bare_loop_tensorflow(benchmark, backend_factory):
-    backend_factory("tensorflow")
-    import keras
-    import tensorflow as tf
-
-    model = _keras_mlp()
-    optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    x, y = (tf.constant(a) for a in synthetic_batch(SPEC))
-
-    def step():
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        loss.numpy()
-
-    _bench(benchmark, "tensorflow", "bare-eager", step)
+    _bench(benchmark, backend_name, "bare-eager", reference_loops.bare_step(backend_name, x, y))
 
 
 @pytest.mark.slow
-def test_keras_fit_tensorflow(benchmark, backend_factory):
+def test_keras_fit(benchmark, backend_factory):
     backend_factory("tensorflow")
     import keras
     import numpy as np
 
-    model = _keras_mlp()
+    model = reference_loops.keras_mlp()
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     batches = [synthetic_batch(SPEC, seed=i) for i in range(10)]
