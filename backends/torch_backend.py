@@ -291,6 +291,12 @@ class TorchBackend(Backend):
             raise HarnessInputError(f"--device: {device!r} is not one of {', '.join(self.DEVICES)}")
         if threads is not None:
             torch.set_num_threads(threads)
+        # Every arm is its own model object, and dynamo guards compiled code on object identity, so
+        # a session with many compiled arms recompiles the shared code (SpecNet.forward,
+        # Optimizer.step) once per arm. Past recompile_limit dynamo would silently run eager and a
+        # "compiled" timing would be a lie: allow enough, and fail loudly beyond.
+        torch._dynamo.config.recompile_limit = 64
+        torch._dynamo.config.fail_on_recompile_limit_hit = True
         # float32 means float32: no TF32 on Ampere+ (cuDNN's default is on).
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
