@@ -77,9 +77,10 @@ class TimingRecord(Record):
     params: int
     flops_per_step: int
     session: str
-    role: str = "arm"  # "arm"; "aa" (an A/A copy of the first arm); "injected" (first arm + a spin delay)
+    role: str = "arm"  # "arm"; "aa" (A/A copy of the first arm); "injected" (+ spin delay); "reference"
     injected_slowdown: float = 0.0
     times_s: tuple[float, ...] = field(default_factory=tuple)
+    settings: dict[str, object] = field(default_factory=dict)  # Backend.settings(): threads, TF32, versions
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,14 @@ class CaseRecord(Record):
     returncode: int | None = None
 
 
+def from_dict(data: dict[str, Any]) -> Record:
+    """The record a dict from as_dict() (or a results.jsonl line) describes. Keys that are not
+    fields (schema, kind, case_id) are dropped; a missing field raises TypeError."""
+    cls = RECORD_TYPES[data["kind"]]
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{key: value for key, value in data.items() if key in names})
+
+
 def read_jsonl(path) -> list[dict[str, Any]]:
     """Read one JSON object per line; raise ValueError naming the file and line on bad JSON."""
     records = []
@@ -155,3 +164,8 @@ def read_jsonl(path) -> list[dict[str, Any]]:
                 raise ValueError(f"{path}: line {number}: expected a JSON object")
             records.append(record)
     return records
+
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    cls.kind: cls for cls in (ParityRecord, TimingRecord, ComparisonRecord, InspectRecord, CaseRecord)
+}

@@ -15,7 +15,6 @@ line: that line is skipped with a warning in the report, while a corrupt line el
 from __future__ import annotations
 
 import base64
-import dataclasses
 import html
 import json
 import tempfile
@@ -28,6 +27,7 @@ from harness import plots
 from harness.errors import HarnessInputError
 from harness.questions import GRAPH_QUESTIONS, INJECTED_SLOWDOWN, TIMING_QUESTIONS, Question
 from harness.records import (
+    RECORD_TYPES,
     SCHEMA_VERSION,
     CaseRecord,
     ComparisonRecord,
@@ -35,6 +35,7 @@ from harness.records import (
     ParityRecord,
     Record,
     TimingRecord,
+    from_dict,
     read_jsonl,
 )
 from harness.stats import FASTER, SLOWER, PairedRatio, unpaired_ratio, verdict
@@ -50,7 +51,6 @@ NOT_MEASURED = "Not measured in this run."
 MAX_LISTED_FAILURES = 10
 MAX_CELL_CHARS = 300
 LONG_CELL_CHARS = 40  # longer cells may wrap in HTML; shorter ones (numbers, CIs) do not
-_KINDS = {cls.kind: cls for cls in (ParityRecord, TimingRecord, ComparisonRecord, InspectRecord, CaseRecord)}
 _COMPARISON_ORDER = [q.key for q in TIMING_QUESTIONS] + [AA_CONTROL, INJECTED_CONTROL, ""]
 
 
@@ -173,7 +173,7 @@ def load_run(folder: Path) -> Run:
         raise HarnessInputError(f"{results}: no complete records in this file")
     entries = []
     for index, raw in enumerate(raws, start=1):
-        if raw.get("kind") not in _KINDS:
+        if raw.get("kind") not in RECORD_TYPES:
             warnings.append(f"{results}: record {index} has unknown kind {raw.get('kind')!r} and was skipped.")
         else:
             entries.append((str(raw.get("case_id", "")), _typed(raw, results, index)))
@@ -225,10 +225,8 @@ def _is_object(line: str) -> bool:
 
 
 def _typed(raw: dict, path: Path, index: int) -> Record:
-    cls = _KINDS[raw["kind"]]
-    names = {f.name for f in dataclasses.fields(cls)}
     try:
-        return cls(**{key: value for key, value in raw.items() if key in names})
+        return from_dict(raw)
     except TypeError as exc:
         raise HarnessInputError(f"{path}: record {index} ({raw['kind']}): {exc}") from None
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from harness.environment import write_environment
 from harness.errors import HarnessInputError
 from harness.questions import INJECTED_SLOWDOWN, TIMING_QUESTIONS
-from harness.records import TimingRecord
+from harness.records import from_dict
 from harness.runner import Case, RunInterrupted, run_cases
 from harness.suites import SUITES
 from harness.timing import compare, noise_floor
@@ -78,8 +78,7 @@ def question_comparisons(case: Case, records: list[dict]) -> list[dict]:
     """The timing questions answered from one timing session's records."""
     if not case.case_id.startswith("time/"):
         return []
-    timings = [TimingRecord(**{k: v for k, v in r.items() if k not in ("schema", "kind", "case_id")})
-               for r in records if r.get("kind") == "timing"]
+    timings = [from_dict(r) for r in records if r.get("kind") == "timing"]
     if not timings:
         return []
     floor = noise_floor(timings)

@@ -31,7 +31,7 @@ class Suite:
 SUITES = {
     "quick": Suite("quick", ("baseline", "dropout=absent", "dropout=0", "bn=before", "bn=after"), ("eager",), 10,
                    ("baseline", "dropout=0", "bn=before"), ("dropout=absent", "dropout=0", "l2=absent", "l2=0")),
-    "default": Suite("default", TIMING_VARIANTS, ("eager", "compiled"), 30, PARITY_VARIANTS, TIMING_VARIANTS),
-    "full": Suite("full", TIMING_VARIANTS, ("eager", "compiled", "xla"), 60, PARITY_VARIANTS, TIMING_VARIANTS,
+    "default": Suite("default", TIMING_VARIANTS, ("eager", "compiled"), 60, PARITY_VARIANTS, TIMING_VARIANTS),
+    "full": Suite("full", TIMING_VARIANTS, ("eager", "compiled", "xla"), 120, PARITY_VARIANTS, TIMING_VARIANTS,
                   ("cpu", "cuda")),
 }

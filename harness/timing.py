@@ -3,8 +3,12 @@
 An arm is a variant of the spec in a mode. One session builds every arm, runs each once (its
 setup time: build plus the first step, which includes torch.compile / tf.function tracing),
 warms each up, then measures rounds: in each round every arm runs `steps` steps back to back
-and its per-step time is recorded. The arm order alternates (A B C, C B A, ...) so that a
-linear drift in machine speed cancels. Arms of one session are paired by round index.
+and its per-step time is recorded. The arm order is a new seeded random permutation each round:
+drift in machine speed and the effect of an arm's neighbours (caches, allocator) become noise
+shared by all arms instead of a bias for the arms that always sit in the same place (a fixed
+A B C / C B A order gave two identical arms a 3% offset). Arms of one session are paired by round
+index. Python's garbage collector is off during the rounds (as in timeit), so a collection
+triggered by one arm's garbage is not charged to whichever arm runs next.
 
 Controls (the first arm, copied): an A/A copy, a second instance timed the same way, whose
 ratio to the first is pure noise (the noise floor); an injected copy that spins for
@@ -17,6 +21,7 @@ process disturb each other); the device is synchronized inside each step (Model.
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 import uuid
@@ -34,6 +39,7 @@ from harness.spec import PRESETS, Conv2D, Dense, ModelSpec, infer_shapes
 from harness.variants import parse_variant, apply_variant
 
 AA_SUFFIX = " (A/A copy)"
+ORDER_SEED = 0
 TARGET_ROUND_S = 0.05  # steps per round are chosen so that one round of one arm lasts about this
 
 
@@ -156,18 +162,25 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
             steps_fn[arm.label] = _with_delay(steps_fn[arm.label], lambda inject=arm.inject: inject * latest[first])
     steps = plan.steps or max(1, math.ceil(TARGET_ROUND_S / latest[first]))
     times: dict[str, list[float]] = {arm.label: [] for arm in arms}
-    for round_index in range(plan.rounds):
-        if round_index % max(1, plan.rounds // 10) == 0:
-            progress(f"round {round_index + 1}/{plan.rounds}")
-        order = arms if round_index % 2 == 0 else arms[::-1]
-        for arm in order:
-            step = steps_fn[arm.label]
-            begin = time.perf_counter()
-            for _ in range(steps):
-                step()
-            times[arm.label].append((time.perf_counter() - begin) / steps)
-        latest[first] = times[first][-1]
+    rng = np.random.default_rng(ORDER_SEED)
+    gc.collect()
+    gc.disable()
+    try:
+        for round_index in range(plan.rounds):
+            if round_index % max(1, plan.rounds // 10) == 0:
+                progress(f"round {round_index + 1}/{plan.rounds}")
+            for arm in (arms[i] for i in rng.permutation(len(arms))):
+                step = steps_fn[arm.label]
+                begin = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                times[arm.label].append((time.perf_counter() - begin) / steps)
+                if arm.label == first:
+                    latest[first] = times[first][-1]
+    finally:
+        gc.enable()
     session = uuid.uuid4().hex[:12]
+    settings = backend.settings()
     records = []
     for arm in arms:
         summary = stats.summarize(times[arm.label])
@@ -177,6 +190,7 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
             threads=threads, median_s=summary.median, iqr_s=summary.iqr, rounds=plan.rounds, steps_per_round=steps,
             setup_s=setup[arm.label], warmup_s=warm[arm.label], params=params, flops_per_step=flops,
             session=session, role=arm.role, injected_slowdown=arm.inject, times_s=tuple(times[arm.label]),
+            settings=settings,
         ))
     return records
 

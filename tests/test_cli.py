@@ -67,3 +67,16 @@ def test_run_writes_a_report_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "2 skipped" in again.stdout
     assert (out / "results.jsonl").read_text().splitlines() == lines  # nothing redone
+
+
+def test_missing_tensorflow_is_one_line_or_a_skip(monkeypatch, capsys):
+    import backends.tensorflow_backend as tfb
+    from backends.base import Availability
+    from harness.cli import main
+
+    monkeypatch.setattr(tfb.TensorFlowBackend, "availability",
+                        classmethod(lambda cls: Availability(False, "not installed here")))
+    assert main(["time", "--backend", "tensorflow", "--variant", "baseline"]) == 2
+    assert "not installed here" in capsys.readouterr().err
+    assert main(["parity", "--model", "mlp", "--variant", "baseline"]) == 0
+    assert "skipped: tensorflow: not installed here" in capsys.readouterr().out

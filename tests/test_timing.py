@@ -26,6 +26,9 @@ class _FakeBackend:
     def build(self, spec, mode="eager"):
         return _FakeModel(self.log, f"{spec.name}/{mode}")
 
+    def settings(self):
+        return {"intra_op_threads": 2, "tf32": False}
+
 
 def test_arms_roles_and_pairing():
     backend = _FakeBackend()
@@ -37,15 +40,19 @@ def test_arms_roles_and_pairing():
     assert len({r.session for r in records}) == 1
     assert all(len(r.times_s) == 6 and r.steps_per_round == 2 for r in records)
     assert records[3].injected_slowdown == 0.05
+    assert all(r.settings == {"intra_op_threads": 2, "tf32": False} for r in records)
 
 
-def test_rounds_alternate_their_order():
+def test_every_round_runs_every_arm_once_in_a_varying_order():
     backend = _FakeBackend()
-    plan = TimingPlan(("dropout=absent", "dropout=0"), rounds=4, steps=1, warmup=0)
+    variants = ("dropout=absent", "dropout=0", "bn=before", "bn=after")
+    plan = TimingPlan(variants, rounds=20, steps=1, warmup=0)
     measure(backend, PRESETS["mlp"], plan, "cpu", 2)
-    timed = backend.log[-8:]  # 4 rounds x 2 arms x 1 step, after the first calls and calibration
-    a, b = "mlp[dropout=absent]/eager", "mlp[dropout=0]/eager"
-    assert timed == [a, b, b, a, a, b, b, a]
+    timed = backend.log[-80:]  # 20 rounds x 4 arms x 1 step, after the first calls and calibration
+    rounds = [timed[i:i + 4] for i in range(0, 80, 4)]
+    assert all(len(set(r)) == 4 for r in rounds)
+    assert len({r[0] for r in rounds}) == 4  # every arm gets to go first
+    assert len({tuple(r) for r in rounds}) > 5
 
 
 def test_comparisons_use_the_aa_floor_and_name_the_controls():
