@@ -17,7 +17,7 @@ from harness.environment import write_environment
 from harness.errors import HarnessInputError
 from harness.questions import INJECTED_SLOWDOWN, TIMING_QUESTIONS
 from harness.records import from_dict
-from harness.runner import Case, RunInterrupted, run_cases
+from harness.runner import Case, RunInterrupted, lock_run_dir, run_cases
 from harness.suites import SUITES
 from harness.timing import compare, noise_floor
 
@@ -103,17 +103,17 @@ def run(args) -> int:
         datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{args.suite}")
     if args.resume and not (out / "results.jsonl").exists():
         raise HarnessInputError(f"--resume: {out} has no results.jsonl to resume")
-    out.mkdir(parents=True, exist_ok=True)
-    write_environment(out, args.threads)
     cases = plan_cases(args)
-    print(f"run: {len(cases)} cases ({args.suite} suite) into {out}", file=sys.stderr)
-    try:
-        summary = run_cases(cases, out, resume=args.resume, postprocess=question_comparisons)
-    except RunInterrupted as exc:
-        print(f"interrupted; {exc.summary.ok} cases finished, resume with: python -m harness run --out {out} --resume",
-              file=sys.stderr)
-        return 130
-    paths = build_report([out])
+    with lock_run_dir(out):
+        write_environment(out, args.threads)
+        print(f"run: {len(cases)} cases ({args.suite} suite) into {out}", file=sys.stderr)
+        try:
+            summary = run_cases(cases, out, resume=args.resume, postprocess=question_comparisons)
+        except RunInterrupted as exc:
+            print(f"interrupted; {exc.summary.ok} cases finished, resume with: "
+                  f"python -m harness run --out {out} --resume", file=sys.stderr)
+            return 130
+        paths = build_report([out])
     print(f"{summary.ok} ok, {summary.failed} failed, {summary.timeout} timed out, {summary.skipped} skipped "
           f"in {summary.total_s:.0f} s")
     print(f"report: {paths.markdown}\n        {paths.html}")

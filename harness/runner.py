@@ -14,6 +14,8 @@ with the case being measured).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -22,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ from harness.records import CaseRecord
 JSON_TOKEN = "{json}"
 RESULTS_FILE = "results.jsonl"
 LOGS_DIR = "logs"
+LOCK_FILE = ".lock"
 
 OK = "ok"
 FAILED = "failed"
@@ -101,6 +104,28 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return _finished_prefix(path)[0]
 
 
+@contextlib.contextmanager
+def lock_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run folder: two runs appending to one results.jsonl would
+    interleave their records. Raises HarnessInputError if another process holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise HarnessInputError(f"{run_dir}: another run is writing to this folder "
+                                    f"(pid {handle.read().strip() or 'unknown'})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_cases(
     cases: Sequence[Case],
     run_dir: Path,
@@ -112,6 +137,7 @@ def run_cases(
 ) -> RunSummary:
     """Run the cases in order, appending each finished one to run_dir/results.jsonl.
 
+    The caller holds lock_run_dir(run_dir) (harness/run.py holds it for the whole run).
     `env` holds variables set for every case on top of this process's environment. With
     `resume`, cases whose latest status is "ok" are skipped. Ctrl-C kills the case in flight,
     records it as failed "interrupted" and raises RunInterrupted.

@@ -354,3 +354,29 @@ def test_latest_case_status_keeps_the_last_case_record_of_each_case():
 def test_repeated_case_ids_are_refused(tmp_path):
     with pytest.raises(ValueError, match="a"):
         run_cases([py_case("a", WRITE_ONE), py_case("a", WRITE_ONE)], tmp_path, resume=False)
+
+
+def test_a_run_folder_can_be_locked_by_one_run_only(tmp_path):
+    import multiprocessing
+
+    from harness.runner import lock_run_dir
+
+    def hold(folder, ready, release):
+        with lock_run_dir(folder):
+            ready.set()
+            release.wait(10)
+
+    ready, release = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.Process(target=hold, args=(tmp_path, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(HarnessInputError, match="another run is writing") as caught:
+            with lock_run_dir(tmp_path):
+                pass
+        assert str(holder.pid) in str(caught.value)
+    finally:
+        release.set()
+        holder.join(10)
+    with lock_run_dir(tmp_path):  # free again once the holder is gone
+        pass
