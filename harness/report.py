@@ -283,6 +283,20 @@ def _read_environment(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
 # ---- the run report -----------------------------------------------------------------------------
 
 
+def _how_to_read(run: Run) -> str:
+    """How much to trust one timing verdict, with the count that matters for false alarms."""
+    answered = [c for c in run.comparisons if c.question and c.question not in (AA_CONTROL, INJECTED_CONTROL)]
+    return (
+        "Timing verdicts compare interleaved rounds of two arms of one session: the ratio is the median of "
+        "per-round time ratios with a 95% bootstrap CI. \"Slower\"/\"faster\" needs a CI that excludes 1 and an "
+        "effect larger than the session's A/A noise floor (two identical arms, same mode); otherwise the verdict "
+        "is \"no detectable difference\" with the largest effect the data still allow. "
+        f"This run answers {len(answered)} timing comparisons at 95% confidence, so about "
+        f"{0.05 * len(answered):.0f} of them may be called slower or faster by chance: an effect just above its "
+        "noise floor deserves a second run before it is believed."
+    )
+
+
 def _run_blocks(run: Run, out: Path) -> list[Block]:
     ratios = _framework_ratios(run)
     blocks: list[Block] = [Heading(f"Cross-framework run report: {run.folder.name}", 1), Text(_summary(run))]
@@ -290,6 +304,7 @@ def _run_blocks(run: Run, out: Path) -> list[Block]:
         blocks += [Heading("Warnings"), *(Text(w, "bad") for w in run.warnings)]
     blocks += [
         Heading("Verdicts"),
+        Text(_how_to_read(run)),
         *_timing_verdicts(run),
         *_graph_verdicts(run),
         _parity_verdict(run),

@@ -19,7 +19,7 @@ from harness.questions import INJECTED_SLOWDOWN, TIMING_QUESTIONS
 from harness.records import from_dict
 from harness.runner import Case, RunInterrupted, lock_run_dir, run_cases
 from harness.suites import SUITES
-from harness.timing import compare, noise_floor
+from harness.timing import compare, floor_for, noise_floors
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = {"parity": 900, "time": 900, "inspect": 600}
@@ -81,7 +81,7 @@ def question_comparisons(case: Case, records: list[dict]) -> list[dict]:
     timings = [from_dict(r) for r in records if r.get("kind") == "timing"]
     if not timings:
         return []
-    floor = noise_floor(timings)
+    floors = noise_floors(timings)
     arms = {(t.variant, t.mode): t for t in timings if t.role in ("arm", "reference")}
     modes = sorted({t.mode for t in timings})
     found = []
@@ -92,7 +92,7 @@ def question_comparisons(case: Case, records: list[dict]) -> list[dict]:
             a = arms.get((question.a_variant, a_mode))
             b = arms.get((question.b_variant, b_mode))
             if a is not None and b is not None:
-                found.append(compare(a, b, floor, question.key).as_dict())
+                found.append(compare(a, b, floor_for(floors, a, b), question.key).as_dict())
     return found
 
 

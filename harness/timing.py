@@ -10,10 +10,11 @@ A B C / C B A order gave two identical arms a 3% offset). Arms of one session ar
 index. Python's garbage collector is off during the rounds (as in timeit), so a collection
 triggered by one arm's garbage is not charged to whichever arm runs next.
 
-Controls (the first arm, copied): an A/A copy, a second instance timed the same way, whose
-ratio to the first is pure noise (the noise floor); an injected copy that spins for
-`inject` x the first arm's warm-up median after every step (a known slowdown the statistics
-must detect).
+Controls, for each mode (copies of the mode's first arm, its "base"): an A/A copy, a second
+instance timed the same way, whose ratio to the base is pure noise (that mode's noise floor);
+an injected copy that spins for `inject` x the base's latest step time after every step (a
+known slowdown the statistics must detect). Compiled and eager steps differ in noise, so a
+comparison is judged against the floor of the modes it involves.
 
 Constraints: time one framework per process (the caller's job: both thread pools in one
 process disturb each other); the device is synchronized inside each step (Model.timed_step).
@@ -63,6 +64,7 @@ class _Arm:
     spec: ModelSpec
     role: str = "arm"  # "arm", "aa", "injected" or "reference" (the hand-written loop)
     inject: float = 0.0
+    base: str = ""  # for controls: the label of the arm they copy
 
 
 def model_cost(spec: ModelSpec) -> tuple[int, int]:
@@ -90,12 +92,12 @@ def _arms(spec: ModelSpec, plan: TimingPlan) -> list[_Arm]:
         for text in plan.variants:
             variant = parse_variant(text)
             arms.append(_Arm(f"{variant.label}/{mode}", variant.label, mode, apply_variant(spec, variant)))
-    first = arms[0]
-    if plan.aa:
-        arms.append(replace(first, label=first.label + AA_SUFFIX, role="aa"))
-    if plan.inject:
-        arms.append(replace(first, label=f"{first.label} (+{plan.inject:.0%} injected)", role="injected",
-                            inject=plan.inject))
+    for base in [next(arm for arm in arms if arm.mode == mode) for mode in plan.modes]:
+        if plan.aa:
+            arms.append(replace(base, label=base.label + AA_SUFFIX, role="aa", base=base.label))
+        if plan.inject:
+            arms.append(replace(base, label=f"{base.label} (+{plan.inject:.0%} injected)", role="injected",
+                                inject=plan.inject, base=base.label))
     if plan.reference_loop:
         if spec != PRESETS["mlp"] or "eager" not in plan.modes or "baseline/eager" not in [a.label for a in arms]:
             raise HarnessInputError("--reference-loop: the hand-written loop is the mlp preset's baseline in eager "
@@ -153,13 +155,14 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
         warm[arm.label] = sum(samples)
         steps_fn[arm.label] = step
     # Steps per round from the first arm in steady state (the warm-up right after a build runs
-    # on cold caches and can be twice as slow). The injected delay follows the first arm's
-    # latest measured step time, so the injected arm is "+inject" of the baseline as it runs now.
+    # on cold caches and can be twice as slow). An injected delay follows its base's latest
+    # measured step time, so the injected arm is "+inject" of its base as it runs now.
     first = arms[0].label
-    latest = {first: _steady_step_time(steps_fn[first])}
+    latest = {label: _steady_step_time(steps_fn[label]) for label in {first, *(a.base for a in arms if a.inject)}}
     for arm in arms:
         if arm.inject:
-            steps_fn[arm.label] = _with_delay(steps_fn[arm.label], lambda inject=arm.inject: inject * latest[first])
+            steps_fn[arm.label] = _with_delay(steps_fn[arm.label],
+                                              lambda inject=arm.inject, base=arm.base: inject * latest[base])
     steps = plan.steps or max(1, math.ceil(TARGET_ROUND_S / latest[first]))
     times: dict[str, list[float]] = {arm.label: [] for arm in arms}
     rng = np.random.default_rng(ORDER_SEED)
@@ -175,8 +178,8 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
                 for _ in range(steps):
                     step()
                 times[arm.label].append((time.perf_counter() - begin) / steps)
-                if arm.label == first:
-                    latest[first] = times[first][-1]
+                if arm.label in latest:
+                    latest[arm.label] = times[arm.label][-1]
     finally:
         gc.enable()
     session = uuid.uuid4().hex[:12]
@@ -195,13 +198,21 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
     return records
 
 
-def noise_floor(records: list[TimingRecord]) -> float | None:
-    """Half-width of the A/A comparison of the session, if it has an A/A arm."""
-    first = next((r for r in records if r.role == "arm"), None)
-    aa = next((r for r in records if r.role == "aa"), None)
-    if first is None or aa is None:
-        return None
-    return stats.paired_ratio(first.times_s, aa.times_s).half_width
+def _base_of(control: TimingRecord, records: list[TimingRecord]) -> TimingRecord:
+    label = control.arm.removesuffix(AA_SUFFIX) if control.role == "aa" else control.arm.rsplit(" (+", 1)[0]
+    return next(r for r in records if r.arm == label)
+
+
+def noise_floors(records: list[TimingRecord]) -> dict[str, float]:
+    """Per mode, the half-width of the session's A/A comparison in that mode."""
+    return {aa.mode: stats.paired_ratio(_base_of(aa, records).times_s, aa.times_s).half_width
+            for aa in records if aa.role == "aa"}
+
+
+def floor_for(floors: dict[str, float], a: TimingRecord, b: TimingRecord) -> float | None:
+    """The noise floor a comparison of a and b is judged against: the larger of their modes'."""
+    known = [floors[mode] for mode in {a.mode, b.mode} if mode in floors]
+    return max(known) if known else None
 
 
 def compare(a: TimingRecord, b: TimingRecord, floor: float | None, question: str = "") -> ComparisonRecord:
@@ -222,12 +233,17 @@ CONTROL_QUESTIONS = {"aa": "aa_control", "injected": "injected_control"}
 
 
 def compare_against_first(records: list[TimingRecord]) -> list[ComparisonRecord]:
-    """Every arm against the first; the harness's baseline step against the hand-written loop."""
-    floor = noise_floor(records)
+    """Every arm against the first, each control against its base, and the harness's baseline
+    step against the hand-written loop."""
+    floors = noise_floors(records)
     first = records[0]
-    found = [compare(first, other, floor, CONTROL_QUESTIONS.get(other.role, ""))
-             for other in records[1:] if other.role != "reference"]
-    for reference in (r for r in records if r.role == "reference"):
-        harness = next(r for r in records if r.role == "arm" and r.variant == "baseline" and r.mode == "eager")
-        found.append(compare(reference, harness, floor))
+    found = []
+    for other in records[1:]:
+        if other.role == "reference":
+            a, b = other, next(r for r in records if r.role == "arm" and r.variant == "baseline" and r.mode == "eager")
+        elif other.role in CONTROL_QUESTIONS:
+            a, b = _base_of(other, records), other
+        else:
+            a, b = first, other
+        found.append(compare(a, b, floor_for(floors, a, b), CONTROL_QUESTIONS.get(other.role, "")))
     return found

@@ -323,3 +323,13 @@ def test_several_benchmark_files_get_a_file_column(tmp_path):
     markdown = build_report([first, second], out_dir=tmp_path / "out").markdown.read_text(encoding="utf-8")
     assert "| b.json | test_build[torch-mlp] | build |" in markdown
     assert "Machine and commit: a.json" in markdown and "Machine and commit: b.json" in markdown
+
+
+def test_verdicts_say_how_many_may_be_chance(report):
+    verdicts = _section(report[1], "Verdicts")
+    match = re.search(r"This run answers (\d+) timing comparisons at 95% confidence, so about (\d+)", verdicts)
+    assert match
+    answered = sum(1 for line in verdicts.splitlines() if line.startswith("- **") and "A/A" in line
+                   and "noise floor" in line and "A/A noise floor ±" in line and "A/A ratio" not in line)
+    assert answered > 0 and int(match.group(1)) == answered
+    assert int(match.group(2)) == round(0.05 * answered)

@@ -60,7 +60,19 @@ def test_comparisons_use_the_aa_floor_and_name_the_controls():
     records = measure(_FakeBackend(), PRESETS["mlp"], plan, "cpu", 2)
     comparisons = compare_against_first(records)
     assert [c.question for c in comparisons] == ["", "aa_control", "injected_control"]
+    assert [c.a for c in comparisons] == ["baseline/eager"] * 3  # controls against their base
     assert len({c.noise_floor for c in comparisons}) == 1 and comparisons[0].noise_floor is not None
+
+
+def test_each_mode_gets_its_own_controls():
+    plan = TimingPlan(("baseline", "dropout=0"), ("eager", "compiled"), rounds=4, steps=1, warmup=0, aa=True,
+                      inject=0.05)
+    records = measure(_FakeBackend(), PRESETS["mlp"], plan, "cpu", 2)
+    controls = [(r.arm, r.role) for r in records if r.role != "arm"]
+    assert controls == [("baseline/eager (A/A copy)", "aa"), ("baseline/eager (+5% injected)", "injected"),
+                        ("baseline/compiled (A/A copy)", "aa"), ("baseline/compiled (+5% injected)", "injected")]
+    comparisons = {c.b: c for c in compare_against_first(records)}
+    assert comparisons["baseline/compiled (A/A copy)"].a == "baseline/compiled"
 
 
 def test_reference_loop_needs_the_mlp_baseline():
