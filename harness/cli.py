@@ -85,7 +85,7 @@ def cmd_time(args) -> int:
         if mode not in backend.MODES:
             raise HarnessInputError(f"--mode: {args.backend} has no mode {mode!r} (modes: {', '.join(backend.MODES)})")
     plan = TimingPlan(tuple(args.variant), modes, args.rounds, args.steps, args.warmup, args.aa, args.inject_slowdown,
-                      args.reference_loop)
+                      args.reference_loop, args.round_seconds)
     records = measure(backend, spec, plan, args.device, args.threads, progress=lambda m: _say(f"time: {m}"))
     comparisons = compare_against_first(records) if len(records) > 1 else []
     _write_json(args.json, [*records, *comparisons])
@@ -155,6 +155,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value:g} must be > 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m harness",
@@ -183,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS, help=threads_help)
     p.add_argument("--rounds", type=_positive_int, default=30, help="interleaved rounds (default: 30)")
-    p.add_argument("--steps", type=_positive_int, help="steps per round (default: calibrated to ~50 ms per round)")
+    p.add_argument("--steps", type=_positive_int, help="steps per round (default: calibrated per arm to --round-seconds)")
+    p.add_argument("--round-seconds", type=_positive_float, default=0.05, metavar="S",
+                   help="how long one arm runs per round (default: 0.05); longer rounds average out more jitter")
     p.add_argument("--warmup", type=int, default=5, help="warm-up steps per arm after the first (compiling) step")
     p.add_argument("--aa", action="store_true", help="add an A/A copy of the first arm: measures the noise floor")
     p.add_argument("--inject-slowdown", type=float, default=0.0, metavar="F",

@@ -51,7 +51,8 @@ def plan_cases(args) -> list[Case]:
                 if device == "cuda" and backend == "tensorflow":
                     continue  # TensorFlow on CUDA is not part of this project's machines
                 argv = _command("time", "--backend", backend, "--model", model, "--device", device,
-                                "--threads", threads, "--rounds", str(suite.rounds), "--aa",
+                                "--threads", threads, "--rounds", str(suite.rounds),
+                                "--round-seconds", str(suite.round_s), "--aa",
                                 "--inject-slowdown", str(INJECTED_SLOWDOWN),
                                 *(("--reference-loop",) if model == "mlp" and "eager" in backend_modes
                                   and "baseline" in variants else ()),
@@ -60,7 +61,7 @@ def plan_cases(args) -> list[Case]:
                 arms = (len(variants) * len(backend_modes) + 3)
                 cases.append(Case(f"time/{backend}/{model}/{device}/{'+'.join(backend_modes)}", argv,
                                   TIMEOUT_S["time"], f"time {backend} {model} {device} {'+'.join(backend_modes)}",
-                                  8.0 + arms * (suite.rounds * 0.06 + 1.0 + 12.0 * ("compiled" in backend_modes))))
+                                  8.0 + arms * (suite.rounds * suite.round_s + 1.0 + 12.0 * ("compiled" in backend_modes))))
             argv = _command("inspect", "--backend", backend, "--model", model, "--threads", threads,
                             *(a for v in suite.inspect_variants for a in ("--variant", v)))
             cases.append(Case(f"inspect/{backend}/{model}", argv, TIMEOUT_S["inspect"], f"inspect {backend} {model}",

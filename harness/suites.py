@@ -1,8 +1,8 @@
 """Suites: which cases `python -m harness run` (and the benchmark suite) measures at each size.
 
 quick   both backends, both models, eager, the dropout/BN variants, few rounds: <= 3 min on 2 cores
-default every timing variant, eager and compiled, parity of every variant: <= 15 min on 2 cores
-full    default plus XLA, CUDA where present, and twice the rounds
+default every timing variant, eager and compiled, 60 rounds of 0.1 s, all parity: <= 15 min on 2 cores
+full    default plus XLA, CUDA where present, 120 rounds of 0.2 s
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ class Suite:
     parity_variants: tuple[str, ...]
     inspect_variants: tuple[str, ...]
     devices: tuple[str, ...] = ("cpu",)
+    round_s: float = 0.05  # seconds per arm per round: longer rounds average out more jitter
 
 
 SUITES = {
     "quick": Suite("quick", ("baseline", "dropout=absent", "dropout=0", "bn=before", "bn=after"), ("eager",), 10,
                    ("baseline", "dropout=0", "bn=before"), ("dropout=absent", "dropout=0", "l2=absent", "l2=0")),
-    "default": Suite("default", TIMING_VARIANTS, ("eager", "compiled"), 60, PARITY_VARIANTS, TIMING_VARIANTS),
+    "default": Suite("default", TIMING_VARIANTS, ("eager", "compiled"), 60, PARITY_VARIANTS, TIMING_VARIANTS,
+                     round_s=0.1),
     "full": Suite("full", TIMING_VARIANTS, ("eager", "compiled", "xla"), 120, PARITY_VARIANTS, TIMING_VARIANTS,
-                  ("cpu", "cuda")),
+                  ("cpu", "cuda"), round_s=0.2),
 }

@@ -41,7 +41,6 @@ from harness.variants import parse_variant, apply_variant
 
 AA_SUFFIX = " (A/A copy)"
 ORDER_SEED = 0
-TARGET_ROUND_S = 0.05  # steps per round are chosen so that one round of one arm lasts about this
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,7 @@ class TimingPlan:
     aa: bool = False
     inject: float = 0.0
     reference_loop: bool = False  # add the hand-written loop (harness/reference_loops.py): mlp, eager
+    round_s: float = 0.05  # steps per round are chosen so that one round of one arm lasts about this
 
 
 @dataclass(frozen=True)
@@ -115,10 +115,10 @@ def _spin(seconds: float) -> None:
         pass
 
 
-def _steady_step_time(step: Callable[[], None]) -> float:
-    """Per-step time over at least TARGET_ROUND_S of back-to-back steps."""
+def _steady_step_time(step: Callable[[], None], seconds: float) -> float:
+    """Per-step time over at least `seconds` of back-to-back steps."""
     count, begin = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - begin) < TARGET_ROUND_S or count < 3:
+    while (elapsed := time.perf_counter() - begin) < seconds or count < 3:
         step()
         count += 1
     return elapsed / count
@@ -154,16 +154,17 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
             samples.append(time.perf_counter() - begin)
         warm[arm.label] = sum(samples)
         steps_fn[arm.label] = step
-    # Steps per round from the first arm in steady state (the warm-up right after a build runs
-    # on cold caches and can be twice as slow). An injected delay follows its base's latest
-    # measured step time, so the injected arm is "+inject" of its base as it runs now.
-    first = arms[0].label
-    latest = {label: _steady_step_time(steps_fn[label]) for label in {first, *(a.base for a in arms if a.inject)}}
+    # Steps per round for each arm from its own steady state (the warm-up right after a build runs
+    # on cold caches and can be twice as slow), so every arm's round lasts about plan.round_s:
+    # a fast compiled arm given the steps of a slow eager one would be timed over a few ms only.
+    # An injected arm runs its base's steps plus a delay that follows the base's latest step time.
+    latest = {arm.label: _steady_step_time(steps_fn[arm.label], plan.round_s) for arm in arms if not arm.inject}
+    steps = {label: plan.steps or max(1, math.ceil(plan.round_s / seconds)) for label, seconds in latest.items()}
     for arm in arms:
         if arm.inject:
+            steps[arm.label] = steps[arm.base]
             steps_fn[arm.label] = _with_delay(steps_fn[arm.label],
                                               lambda inject=arm.inject, base=arm.base: inject * latest[base])
-    steps = plan.steps or max(1, math.ceil(TARGET_ROUND_S / latest[first]))
     times: dict[str, list[float]] = {arm.label: [] for arm in arms}
     rng = np.random.default_rng(ORDER_SEED)
     gc.collect()
@@ -173,11 +174,11 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
             if round_index % max(1, plan.rounds // 10) == 0:
                 progress(f"round {round_index + 1}/{plan.rounds}")
             for arm in (arms[i] for i in rng.permutation(len(arms))):
-                step = steps_fn[arm.label]
+                step, count = steps_fn[arm.label], steps[arm.label]
                 begin = time.perf_counter()
-                for _ in range(steps):
+                for _ in range(count):
                     step()
-                times[arm.label].append((time.perf_counter() - begin) / steps)
+                times[arm.label].append((time.perf_counter() - begin) / count)
                 if arm.label in latest:
                     latest[arm.label] = times[arm.label][-1]
     finally:
@@ -190,7 +191,7 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
         params, flops = model_cost(arm.spec)
         records.append(TimingRecord(
             backend=backend.name, model=spec.name, variant=arm.variant, arm=arm.label, device=device, mode=arm.mode,
-            threads=threads, median_s=summary.median, iqr_s=summary.iqr, rounds=plan.rounds, steps_per_round=steps,
+            threads=threads, median_s=summary.median, iqr_s=summary.iqr, rounds=plan.rounds, steps_per_round=steps[arm.label],
             setup_s=setup[arm.label], warmup_s=warm[arm.label], params=params, flops_per_step=flops,
             session=session, role=arm.role, injected_slowdown=arm.inject, times_s=tuple(times[arm.label]),
             settings=settings,
