@@ -10,6 +10,7 @@ the function `time` itself uses.
 from __future__ import annotations
 
 import datetime
+import shlex
 import sys
 from pathlib import Path
 
@@ -97,6 +98,19 @@ def question_comparisons(case: Case, records: list[dict]) -> list[dict]:
     return found
 
 
+def _options_without_out(argv: list[str]) -> list[str]:
+    """The user's `run` options minus --out/--resume, to repeat in the resume hint."""
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--out":
+            skip = True
+        elif not token.startswith("--out=") and token != "--resume":
+            kept.append(token)
+    return kept
+
+
 def run(args) -> int:
     from harness.report import build_report
 
@@ -111,8 +125,10 @@ def run(args) -> int:
         try:
             summary = run_cases(cases, out, resume=args.resume, postprocess=question_comparisons)
         except RunInterrupted as exc:
-            print(f"interrupted; {exc.summary.ok} cases finished, resume with: "
-                  f"python -m harness run --out {out} --resume", file=sys.stderr)
+            again = ["python", "-m", "harness", "run", *_options_without_out(sys.argv[2:]), "--out", str(out),
+                     "--resume"]
+            finished = f"{exc.summary.ok} case{'' if exc.summary.ok == 1 else 's'} finished"
+            print(f"interrupted; {finished}, resume with: {shlex.join(again)}", file=sys.stderr)
             return 130
         paths = build_report([out])
     print(f"{summary.ok} ok, {summary.failed} failed, {summary.timeout} timed out, {summary.skipped} skipped "

@@ -59,3 +59,11 @@ def test_plan_without_tensorflow_has_no_parity_and_no_tf_cases():
     ids = [case.case_id for case in plan_cases(args)]
     assert ids == ["time/torch/mlp/cpu/eager", "inspect/torch/mlp", "time/torch/cnn/cpu/eager", "inspect/torch/cnn"]
     assert all("{json}" in case.argv for case in plan_cases(args))
+
+
+def test_resume_hint_repeats_the_users_options():
+    from harness.run import _options_without_out
+
+    argv = ["--suite", "quick", "--backends", "torch", "--out", "x/y", "--resume", "--models", "mlp"]
+    assert _options_without_out(argv) == ["--suite", "quick", "--backends", "torch", "--models", "mlp"]
+    assert _options_without_out(["--out=x", "--threads", "1"]) == ["--threads", "1"]
