@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from backends import BACKEND_NAMES, create_backend
+from backends import backend_names, create_backend
 from harness.cli import DEFAULT_THREADS as THREADS
 from harness.errors import HarnessInputError
 
@@ -20,7 +20,8 @@ def backend_factory():
     made: dict[tuple[str, str], object] = {}
 
     def get(name: str, device: str = "cpu"):
-        for earlier in BACKEND_NAMES[: BACKEND_NAMES.index(name) + 1]:
+        names = backend_names()
+        for earlier in names[: names.index(name) + 1]:
             if (earlier, device) not in made:
                 try:
                     made[(earlier, device)] = create_backend(earlier, device=device, threads=THREADS)

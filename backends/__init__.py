@@ -1,34 +1,67 @@
-"""Backends: one module per framework behind the interface in backends/base.py.
+"""Backends: the registry. Each module of this package (other than `base`) defines one Backend
+subclass; adding a framework is adding one module here, and everything else (CLI choices, suites,
+the runner, parity pairs, the environment record, plots, benchmarks) asks this registry.
 
-`backend_class(name)` imports only that backend's module (which itself imports its framework
-lazily). In a process that uses both frameworks, create the torch backend first: importing
-TensorFlow before torch has crashed on import.
+Importing a backend module is cheap: it imports its framework lazily, inside methods (see
+backends/base.py), so discovery never starts a framework. Backends are listed in LOAD_ORDER
+(the order in which a process that uses several must create them: importing TensorFlow before
+torch has crashed on import), then by name. REFERENCE is the framework every other is checked
+against in parity (PyTorch).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 
-from harness.errors import HarnessInputError
+from backends.base import Backend
+from harness.errors import BackendUnavailable, HarnessInputError
 
-BACKEND_NAMES = ("torch", "tensorflow")
-_CLASSES = {
-    "torch": ("backends.torch_backend", "TorchBackend"),
-    "tensorflow": ("backends.tensorflow_backend", "TensorFlowBackend"),
-}
+REFERENCE = "torch"
 
 
-def backend_class(name: str):
-    if name not in _CLASSES:
-        raise HarnessInputError(f"--backend: {name!r} is not one of {', '.join(BACKEND_NAMES)}")
-    module_name, class_name = _CLASSES[name]
-    return getattr(importlib.import_module(module_name), class_name)
+@functools.cache
+def registry() -> dict[str, type[Backend]]:
+    """Every backend class defined in this package's modules, by name, in creation order."""
+    found: dict[str, type[Backend]] = {}
+    for module_info in pkgutil.iter_modules(__path__):
+        if module_info.name == "base":
+            continue
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        defined = [value for value in vars(module).values()
+                   if isinstance(value, type) and issubclass(value, Backend)
+                   and value.__module__ == module.__name__ and not getattr(value, "__abstractmethods__", None)]
+        if len(defined) != 1:
+            raise TypeError(f"{module.__name__}: a backend module defines exactly one Backend subclass, "
+                            f"found {[cls.__name__ for cls in defined]}")
+        cls = defined[0]
+        if cls.name in found:
+            raise TypeError(f"{module.__name__}: backend name {cls.name!r} is taken by {found[cls.name].__module__}")
+        found[cls.name] = cls
+    return dict(sorted(found.items(), key=lambda item: (item[1].LOAD_ORDER, item[0])))
 
 
-def create_backend(name: str, device: str = "cpu", threads: int | None = None):
-    """The configured backend, or HarnessInputError (exit 2) when its framework is missing."""
+def backend_names() -> tuple[str, ...]:
+    return tuple(registry())
+
+
+def backend_class(name: str) -> type[Backend]:
+    classes = registry()
+    if name not in classes:
+        raise HarnessInputError(f"--backend: {name!r} is not one of {', '.join(classes)}")
+    return classes[name]
+
+
+def parity_partners() -> tuple[str, ...]:
+    """The backends parity checks against the reference: every other one."""
+    return tuple(name for name in registry() if name != REFERENCE)
+
+
+def create_backend(name: str, device: str = "cpu", threads: int | None = None) -> Backend:
+    """The configured backend; BackendUnavailable when its framework or the device is missing."""
     cls = backend_class(name)
     availability = cls.availability()
     if not availability.ok:
-        raise HarnessInputError(f"--backend {name}: not available: {availability.reason}")
+        raise BackendUnavailable(f"--backend {name}: not available: {availability.reason}")
     return cls(device=device, threads=threads)

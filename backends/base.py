@@ -20,16 +20,22 @@ is numpy float32 in this layout, so weights move between frameworks unchanged:
 
 Each backend module imports its framework lazily (inside methods), so a missing framework costs
 nothing until it is asked for, and a process that times one framework never loads the other.
+A backend module defines exactly one Backend subclass (backends/__init__.py discovers it); the
+checks every backend needs (device, mode, dtype, weight keys and shapes, a builder for every
+layer type) live here, once.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
 import numpy as np
 
+from harness.errors import HarnessInputError
+from harness.layers import Layer
 from harness.spec import ModelSpec
 
 Weights = dict[str, np.ndarray]
@@ -67,9 +73,20 @@ class Model(ABC):
     def get_weights(self) -> Weights:
         """All parameters and BatchNorm statistics, canonical layout (copies)."""
 
-    @abstractmethod
     def set_weights(self, weights: Weights) -> None:
-        """Load canonical weights; every key must be present and shapes must match."""
+        """Load canonical weights; every key must be present and shapes must match (ValueError)."""
+        current = self.get_weights()
+        if set(weights) != set(current):
+            raise ValueError(f"weights keys differ: missing {sorted(set(current) - set(weights))}, "
+                             f"unexpected {sorted(set(weights) - set(current))}")
+        for key, value in weights.items():
+            if np.shape(value) != current[key].shape:
+                raise ValueError(f"weights[{key!r}]: shape {np.shape(value)} != {current[key].shape}")
+        self._load_weights(weights)
+
+    @abstractmethod
+    def _load_weights(self, weights: Weights) -> None:
+        """Copy canonical weights (keys and shapes already checked) into the framework's tensors."""
 
     @abstractmethod
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
@@ -119,33 +136,86 @@ class Model(ABC):
 
 
 class Backend(ABC):
-    """One framework, configured for a device and a number of intra-op threads."""
+    """One framework, configured for a device and a number of intra-op threads.
+
+    Class attributes a backend module sets (the registry and everything else read them):
+    `name` (the --backend value), `MODES`, `DEVICES`, `LOAD_ORDER` (lower is created first in a
+    process using several frameworks), `DISTRIBUTIONS` (installed packages whose versions the
+    environment record lists), `COLOR` (in plots), and capability flags: `SUPPORTS_FLOAT64`
+    (can be the parity oracle), `HAS_REFERENCE_LOOP` (reference_step is implemented), and the
+    convention `BN_BIASED_RUNNING_VAR` (running_var updated with the biased batch variance).
+    """
 
     name: ClassVar[str]
     MODES: ClassVar[tuple[str, ...]]
     DEVICES: ClassVar[tuple[str, ...]]
+    LOAD_ORDER: ClassVar[int] = 100
+    DISTRIBUTIONS: ClassVar[tuple[str, ...]] = ()
+    COLOR: ClassVar[str] = "#34495e"
     SUPPORTS_FLOAT64: ClassVar[bool] = False
+    HAS_REFERENCE_LOOP: ClassVar[bool] = False
+    BN_BIASED_RUNNING_VAR: ClassVar[bool] = False  # Keras: True; PyTorch: False (see the module docstring)
 
     @classmethod
     @abstractmethod
     def availability(cls) -> Availability:
         """Whether the framework imports here; never raises."""
 
-    @abstractmethod
     def __init__(self, device: str = "cpu", threads: int | None = None):
-        """Configure threads and device. Raises HarnessInputError for a device not present."""
+        """Configure threads and device, before the framework does any work.
+
+        Raises HarnessInputError for a device this backend does not know or cannot see."""
+        self.check_device(device)
+        self._configure(device, threads)
+
+    @abstractmethod
+    def _configure(self, device: str, threads: int | None) -> None:
+        """Import the framework, set its threads, select the device (known to be in DEVICES)."""
+
+    @classmethod
+    def check_device(cls, device: str) -> None:
+        if device not in cls.DEVICES:
+            raise HarnessInputError(f"--device: {cls.name} has no device {device!r} (devices: {', '.join(cls.DEVICES)})")
+
+    @classmethod
+    def check_mode(cls, mode: str) -> None:
+        if mode not in cls.MODES:
+            raise HarnessInputError(f"--mode: {cls.name} has no mode {mode!r} (modes: {', '.join(cls.MODES)})")
 
     @abstractmethod
     def settings(self) -> dict[str, object]:
         """What was configured and what the framework reports: version, threads, TF32, ..."""
 
-    @abstractmethod
     def build(self, spec: ModelSpec, mode: str = "eager", dtype: str = "float32") -> Model:
         """Build the model (framework-default initialization, seeded with spec.seed).
 
         dtype "float64" is only for the reference (SUPPORTS_FLOAT64): parity uses it as an
         oracle for how far float32 rounding alone moves a result."""
+        self.check_mode(mode)
+        dtypes = ("float32", "float64") if self.SUPPORTS_FLOAT64 else ("float32",)
+        if dtype not in dtypes:
+            raise ValueError(f"the {self.name} backend builds {' and '.join(dtypes)} models, not {dtype!r}")
+        return self._build(spec, mode, dtype)
+
+    @abstractmethod
+    def _build(self, spec: ModelSpec, mode: str, dtype: str) -> Model:
+        """Build a model; mode and dtype are already checked."""
 
     @abstractmethod
     def dropout_probe(self, rate: float, x: np.ndarray, training: bool) -> np.ndarray:
         """Apply the framework's own dropout layer at `rate` to x (for semantic checks)."""
+
+    def reference_step(self, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
+        """A hand-written eager training step of the mlp preset, as a user of this framework
+        writes it with no harness code (HAS_REFERENCE_LOOP): the yardstick for the harness's
+        own overhead. Like Model.timed_step, each call waits for the device."""
+        raise HarnessInputError(f"--reference-loop: the {self.name} backend has no hand-written loop")
+
+
+def layer_builder(builders: Mapping[type, Callable], layer: Layer, backend: str) -> Callable:
+    """The builder a backend maps this layer's type to; a layer type without one is an error,
+    never a silent identity."""
+    builder = builders.get(type(layer))
+    if builder is None:
+        raise NotImplementedError(f"the {backend} backend has no builder for layer type {layer.type!r}")
+    return builder

@@ -28,11 +28,10 @@ from typing import Callable
 
 import numpy as np
 
-from backends.base import Availability, Backend, GraphCount, Model, Weights
-from harness.errors import HarnessInputError
-from harness.spec import (
-    Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ModelSpec, infer_shapes,
-)
+from backends.base import Availability, Backend, GraphCount, Model, Weights, layer_builder
+from harness.errors import BackendUnavailable
+from harness.layers import Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D
+from harness.spec import ModelSpec, infer_shapes
 
 
 def _import_tensorflow():
@@ -107,24 +106,25 @@ def _regularizer(keras, layer):
     return None
 
 
-def _keras_layer(keras, layer, index: int, seed: int):
-    activation = None if getattr(layer, "activation", "linear") == "linear" else layer.activation
-    if isinstance(layer, Dense):
-        return keras.layers.Dense(layer.units, activation=activation, kernel_regularizer=_regularizer(keras, layer))
-    if isinstance(layer, Conv2D):
-        return keras.layers.Conv2D(layer.filters, layer.kernel_size, layer.strides, layer.padding,
-                                   activation=activation, kernel_regularizer=_regularizer(keras, layer))
-    if isinstance(layer, MaxPool2D):
-        return keras.layers.MaxPooling2D(layer.pool_size, layer.effective_strides, layer.padding)
-    if isinstance(layer, Flatten):
-        return keras.layers.Flatten()
-    if isinstance(layer, Activation):
-        return keras.layers.Activation(layer.activation)
-    if isinstance(layer, Dropout):
-        return keras.layers.Dropout(layer.rate, seed=seed + index)
-    if isinstance(layer, BatchNorm):
-        return keras.layers.BatchNormalization(axis=-1, momentum=layer.momentum, epsilon=layer.epsilon)
-    raise TypeError(f"no Keras layer for {layer!r}")
+def _activation(layer) -> str | None:
+    return None if layer.activation == "linear" else layer.activation
+
+
+# Builders: (keras, layer, index, seed) -> a Keras layer.
+BUILDERS = {
+    Dense: lambda keras, layer, index, seed: keras.layers.Dense(
+        layer.units, activation=_activation(layer), kernel_regularizer=_regularizer(keras, layer)),
+    Conv2D: lambda keras, layer, index, seed: keras.layers.Conv2D(
+        layer.filters, layer.kernel_size, layer.strides, layer.padding, activation=_activation(layer),
+        kernel_regularizer=_regularizer(keras, layer)),
+    MaxPool2D: lambda keras, layer, index, seed: keras.layers.MaxPooling2D(
+        layer.pool_size, layer.effective_strides, layer.padding),
+    Flatten: lambda keras, layer, index, seed: keras.layers.Flatten(),
+    Activation: lambda keras, layer, index, seed: keras.layers.Activation(layer.activation),
+    Dropout: lambda keras, layer, index, seed: keras.layers.Dropout(layer.rate, seed=seed + index),
+    BatchNorm: lambda keras, layer, index, seed: keras.layers.BatchNormalization(
+        axis=-1, momentum=layer.momentum, epsilon=layer.epsilon),
+}
 
 
 class _Slot:
@@ -146,7 +146,8 @@ class TensorFlowModel(Model):
         self.tf, self.keras = tf, keras
         keras.utils.set_random_seed(spec.seed)
         shapes = infer_shapes(spec)
-        self._layers = [_keras_layer(keras, layer, i, spec.seed) for i, layer in enumerate(spec.layers)]
+        self._layers = [layer_builder(BUILDERS, layer, backend.name)(keras, layer, i, spec.seed)
+                        for i, layer in enumerate(spec.layers)]
         self.net = keras.Sequential([keras.Input(shape=spec.input_shape), *self._layers])
         self.loss_object = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self._slots = self._make_slots(shapes)
@@ -199,16 +200,9 @@ class TensorFlowModel(Model):
         return {slot.name: np.array(slot.to_canonical(np.asarray(slot.variable.numpy())), dtype=np.float32)
                 for slot in self._slots}
 
-    def set_weights(self, weights: Weights) -> None:
-        expected = {slot.name for slot in self._slots}
-        if set(weights) != expected:
-            raise ValueError(f"weights keys differ: missing {sorted(expected - set(weights))}, "
-                             f"unexpected {sorted(set(weights) - expected)}")
+    def _load_weights(self, weights: Weights) -> None:
         for slot in self._slots:
-            value = slot.to_keras(np.asarray(weights[slot.name], dtype=np.float32))
-            if tuple(value.shape) != tuple(slot.variable.shape):
-                raise ValueError(f"weights[{slot.name!r}]: shape {weights[slot.name].shape} does not fit")
-            slot.variable.assign(value)
+            slot.variable.assign(slot.to_keras(np.asarray(weights[slot.name], dtype=np.float32)))
 
     # -- computation ----------------------------------------------------------------------------
 
@@ -271,6 +265,11 @@ class TensorFlowBackend(Backend):
     name = "tensorflow"
     MODES = ("eager", "compiled", "xla")
     DEVICES = ("cpu", "cuda")
+    LOAD_ORDER = 10
+    DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "keras")
+    COLOR = "#2e86ab"
+    HAS_REFERENCE_LOOP = True
+    BN_BIASED_RUNNING_VAR = True
 
     @classmethod
     def availability(cls) -> Availability:
@@ -282,14 +281,12 @@ class TensorFlowBackend(Backend):
             return Availability(False, f"Keras 3 is required, found keras {keras.__version__}")
         return Availability(True)
 
-    def __init__(self, device: str = "cpu", threads: int | None = None):
+    def _configure(self, device: str, threads: int | None) -> None:
         tf, keras = _import_tensorflow()
         self.tf, self.keras = tf, keras
-        if device not in self.DEVICES:
-            raise HarnessInputError(f"--device: {device!r} is not one of {', '.join(self.DEVICES)}")
         gpus = tf.config.list_physical_devices("GPU")
         if device == "cuda" and not gpus:
-            raise HarnessInputError("--device cuda: this TensorFlow build sees no GPU")
+            raise BackendUnavailable("--device cuda: this TensorFlow build sees no GPU")
         try:
             if device == "cpu" and gpus:
                 tf.config.set_visible_devices([], "GPU")
@@ -306,7 +303,7 @@ class TensorFlowBackend(Backend):
     def settings(self) -> dict[str, object]:
         tf = self.tf
         return {
-            "framework": "tensorflow",
+            "framework": self.name,
             "version": tf.__version__,
             "keras": self.keras.__version__,
             "device": self.device,
@@ -316,13 +313,41 @@ class TensorFlowBackend(Backend):
             "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 CPUs)"),
         }
 
-    def build(self, spec: ModelSpec, mode: str = "eager", dtype: str = "float32") -> TensorFlowModel:
-        if dtype != "float32":
-            raise ValueError("the TensorFlow backend builds float32 models only")
-        if mode not in self.MODES:
-            raise HarnessInputError(f"--mode: tensorflow has no mode {mode!r} (modes: {', '.join(self.MODES)})")
+    def _build(self, spec: ModelSpec, mode: str, dtype: str) -> TensorFlowModel:
         return TensorFlowModel(self, spec, mode)
 
     def dropout_probe(self, rate, x, training):
         layer = self.keras.layers.Dropout(rate, seed=1234)
         return np.asarray(layer(self.tf.constant(np.asarray(x, dtype=np.float32)), training=training))
+
+    def reference_step(self, x, y) -> Callable[[], None]:
+        """The mlp preset as a Keras user writes a custom loop: keras.Sequential, GradientTape,
+        stock SGD, eager (the harness's eager step does the same work)."""
+        tf, keras = self.tf, self.keras
+        model = keras_mlp()
+        optimizer = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        tx, ty = tf.constant(x), tf.constant(y)
+
+        def step() -> None:
+            with tf.GradientTape() as tape:
+                loss = loss_fn(ty, model(tx, training=True))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            loss.numpy()  # a host read: waits for the device to finish
+
+        return step
+
+
+def keras_mlp():
+    """The mlp preset (784-512-256-10, ReLU, dropout 0.2) as stock Keras layers (also used by
+    the keras.fit benchmark). Note: keras.utils.set_random_seed reseeds Python, NumPy and TF
+    for the whole process."""
+    _, keras = _import_tensorflow()
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input(shape=(784,)),
+        keras.layers.Dense(512, activation="relu"), keras.layers.Dropout(0.2),
+        keras.layers.Dense(256, activation="relu"), keras.layers.Dropout(0.2),
+        keras.layers.Dense(10),
+    ])

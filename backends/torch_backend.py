@@ -23,11 +23,10 @@ from typing import Callable
 
 import numpy as np
 
-from backends.base import Availability, Backend, GraphCount, Model, Weights
-from harness.errors import HarnessInputError
-from harness.spec import (
-    Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ModelSpec, infer_shapes, same_padding,
-)
+from backends.base import Availability, Backend, GraphCount, Model, Weights, layer_builder
+from harness.errors import BackendUnavailable
+from harness.layers import Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, same_padding
+from harness.spec import PRESETS, ModelSpec, infer_shapes
 
 
 def _pads(size_hw, window, strides, padding) -> tuple[int, int, int, int] | None:
@@ -39,10 +38,50 @@ def _pads(size_hw, window, strides, padding) -> tuple[int, int, int, int] | None
     return (left, right, top, bottom)
 
 
+# Builders: (torch, in_shape, layer) -> (module, pad, pad_value). `pad` is an explicit F.pad
+# before the module (F.pad order: left, right, top, bottom), for TF-style asymmetric "same".
+
+
+def _dense(torch, in_shape, layer):
+    return torch.nn.Linear(in_shape[0], layer.units), None, 0.0
+
+
+def _conv2d(torch, in_shape, layer):
+    pad = _pads(in_shape[:2], layer.kernel_size, layer.strides, layer.padding)
+    symmetric = pad is not None and pad[0] == pad[1] and pad[2] == pad[3]
+    module = torch.nn.Conv2d(in_shape[2], layer.filters, layer.kernel_size, layer.strides,
+                             padding=(pad[2], pad[0]) if symmetric else 0)
+    return module, None if symmetric else pad, 0.0
+
+
+def _maxpool2d(torch, in_shape, layer):
+    pad = _pads(in_shape[:2], layer.pool_size, layer.effective_strides, layer.padding)
+    # TF's "same" max pooling ignores the padded pixels: pad with -inf.
+    return torch.nn.MaxPool2d(layer.pool_size, layer.effective_strides), pad, -math.inf
+
+
+def _batchnorm(torch, in_shape, layer):
+    norm = torch.nn.BatchNorm2d if len(in_shape) == 3 else torch.nn.BatchNorm1d
+    # Trap: PyTorch momentum is the weight of the NEW batch statistic; Keras's (the spec's) is the
+    # weight of the OLD running value.
+    return norm(in_shape[-1], eps=layer.epsilon, momentum=1.0 - layer.momentum), None, 0.0
+
+
+BUILDERS = {
+    Dense: _dense,
+    Conv2D: _conv2d,
+    MaxPool2D: _maxpool2d,
+    Flatten: lambda torch, in_shape, layer: (torch.nn.Flatten(), None, 0.0),
+    Dropout: lambda torch, in_shape, layer: (torch.nn.Dropout(layer.rate), None, 0.0),
+    BatchNorm: _batchnorm,
+    Activation: lambda torch, in_shape, layer: (torch.nn.Identity(), None, 0.0),  # applied by the plan
+}
+
+
 class TorchModel(Model):
     def __init__(self, backend: "TorchBackend", spec: ModelSpec, mode: str, dtype: str):
         super().__init__(spec, mode)
-        torch, nn = backend.torch, backend.torch.nn
+        torch = backend.torch
         self.torch = torch
         self.device = backend.device
         self.dtype = getattr(torch, dtype)
@@ -50,37 +89,11 @@ class TorchModel(Model):
         shapes = infer_shapes(spec)
         modules, self._plan = [], []
         for index, layer in enumerate(spec.layers):
-            in_shape = shapes.inputs[index]
-            pad, pad_value, activation = None, 0.0, getattr(layer, "activation", "linear")
-            if isinstance(layer, Dense):
-                module = nn.Linear(in_shape[0], layer.units)
-            elif isinstance(layer, Conv2D):
-                pad = _pads(in_shape[:2], layer.kernel_size, layer.strides, layer.padding)
-                symmetric = pad is not None and pad[0] == pad[1] and pad[2] == pad[3]
-                module = nn.Conv2d(in_shape[2], layer.filters, layer.kernel_size, layer.strides,
-                                   padding=(pad[2], pad[0]) if symmetric else 0)
-                pad = None if symmetric else pad
-            elif isinstance(layer, MaxPool2D):
-                pad = _pads(in_shape[:2], layer.pool_size, layer.effective_strides, layer.padding)
-                pad_value = -math.inf  # TF's "same" max pooling ignores the padded pixels
-                module = nn.MaxPool2d(layer.pool_size, layer.effective_strides)
-            elif isinstance(layer, Flatten):
-                module = nn.Flatten()
-            elif isinstance(layer, Dropout):
-                module = nn.Dropout(layer.rate)
-            elif isinstance(layer, BatchNorm):
-                norm = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
-                # Trap: PyTorch momentum is the weight of the NEW batch statistic; Keras's (the
-                # spec's) is the weight of the OLD running value.
-                module = norm(in_shape[-1], eps=layer.epsilon, momentum=1.0 - layer.momentum)
-            else:  # Activation: applied through the plan below
-                module = nn.Identity()
-            if isinstance(layer, Activation):
-                activation = layer.activation
+            module, pad, pad_value = layer_builder(BUILDERS, layer, backend.name)(torch, shapes.inputs[index], layer)
+            activation = getattr(layer, "activation", "linear")
             modules.append(module)
-            function = None if activation == "linear" else getattr(torch, activation)
-            self._plan.append((pad, pad_value, function))
-        self.net = _spec_net_class()(nn.ModuleList(modules), self._plan).to(self.device, self.dtype)
+            self._plan.append((pad, pad_value, None if activation == "linear" else getattr(torch, activation)))
+        self.net = _spec_net_class()(torch.nn.ModuleList(modules), self._plan).to(self.device, self.dtype)
         self._penalties = [
             (self.net.layers[i].weight, layer.l1, layer.l2)
             for i, layer in enumerate(spec.layers)
@@ -131,16 +144,10 @@ class TorchModel(Model):
         state = self.net.layers.state_dict()
         return {k: v.detach().cpu().numpy().copy() for k, v in state.items() if not k.endswith("num_batches_tracked")}
 
-    def set_weights(self, weights: Weights) -> None:
+    def _load_weights(self, weights: Weights) -> None:
         state = self.net.layers.state_dict()
-        expected = {k for k in state if not k.endswith("num_batches_tracked")}
-        if set(weights) != expected:
-            raise ValueError(f"weights keys differ: missing {sorted(expected - set(weights))}, "
-                             f"unexpected {sorted(set(weights) - expected)}")
         with self.torch.no_grad():
             for key, value in weights.items():
-                if state[key].shape != value.shape:
-                    raise ValueError(f"weights[{key!r}]: shape {value.shape} != {tuple(state[key].shape)}")
                 state[key].copy_(self.torch.from_numpy(np.asarray(value)))
 
     # -- computation ----------------------------------------------------------------------------
@@ -271,7 +278,11 @@ class TorchBackend(Backend):
     name = "torch"
     MODES = ("eager", "compiled")
     DEVICES = ("cpu", "cuda")
+    LOAD_ORDER = 0  # before TensorFlow: importing TensorFlow first has crashed on import
+    DISTRIBUTIONS = ("torch",)
+    COLOR = "#d1495b"
     SUPPORTS_FLOAT64 = True
+    HAS_REFERENCE_LOOP = True
 
     @classmethod
     def availability(cls) -> Availability:
@@ -281,14 +292,12 @@ class TorchBackend(Backend):
             return Availability(False, f"torch is not importable: {exc}")
         return Availability(True)
 
-    def __init__(self, device: str = "cpu", threads: int | None = None):
+    def _configure(self, device: str, threads: int | None) -> None:
         import torch
 
         self.torch = torch
         if device == "cuda" and not torch.cuda.is_available():
-            raise HarnessInputError("--device cuda: this torch build sees no CUDA GPU")
-        if device not in self.DEVICES:
-            raise HarnessInputError(f"--device: {device!r} is not one of {', '.join(self.DEVICES)}")
+            raise BackendUnavailable("--device cuda: this torch build sees no CUDA GPU")
         if threads is not None:
             torch.set_num_threads(threads)
         # Every arm is its own model object, and dynamo guards compiled code on object identity, so
@@ -305,7 +314,7 @@ class TorchBackend(Backend):
     def settings(self) -> dict[str, object]:
         torch = self.torch
         info: dict[str, object] = {
-            "framework": "torch",
+            "framework": self.name,
             "version": torch.__version__,
             "device": str(self.device),
             "intra_op_threads": torch.get_num_threads(),
@@ -318,14 +327,31 @@ class TorchBackend(Backend):
             info["gpu"] = torch.cuda.get_device_name(self.device)
         return info
 
-    def build(self, spec: ModelSpec, mode: str = "eager", dtype: str = "float32") -> TorchModel:
-        if mode not in self.MODES:
-            raise HarnessInputError(f"--mode: torch has no mode {mode!r} (modes: {', '.join(self.MODES)})")
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype {dtype!r} is not float32 or float64")
+    def _build(self, spec: ModelSpec, mode: str, dtype: str) -> TorchModel:
         return TorchModel(self, spec, mode, dtype)
 
     def dropout_probe(self, rate, x, training):
         module = self.torch.nn.Dropout(rate).train(training)
         with self.torch.no_grad():
             return module(self.torch.from_numpy(np.asarray(x, dtype=np.float32)).to(self.device)).cpu().numpy()
+
+    def reference_step(self, x, y) -> Callable[[], None]:
+        """The mlp preset (784-512-256-10, ReLU, dropout 0.2, SGD lr 0.01 momentum 0.9) as a
+        PyTorch user writes it: nn.Sequential and a plain loop."""
+        torch, nn = self.torch, self.torch.nn
+        preset = PRESETS["mlp"]
+        torch.manual_seed(preset.seed)
+        model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, 256), nn.ReLU(),
+                              nn.Dropout(0.2), nn.Linear(256, 10)).to(self.device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        tx, ty = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
+        synchronize = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(tx), ty)
+            loss.backward()
+            optimizer.step()
+            synchronize()
+
+        return step

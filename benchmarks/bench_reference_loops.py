@@ -1,6 +1,6 @@
 """Measuring ourselves: hand-written training loops with no harness code, next to the harness.
 
-The preset MLP as a user would write it (harness/reference_loops.py), in the same benchmark
+The preset MLP as a user would write it (each backend's reference_step), in the same benchmark
 group as the harness's own step of that model, so pytest-benchmark's table shows the harness's
 overhead (target: harness / bare <= 1.05; `python -m harness time --reference-loop` measures it
 interleaved, with a CI). For TensorFlow also Keras's model.fit, the per-step number users know
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import pytest
 
-from harness import reference_loops
+from backends import registry
 from harness.data import synthetic_batch
 from harness.spec import PRESETS
 
 SPEC = PRESETS["mlp"]
-BACKENDS = ("torch", "tensorflow")
+BACKENDS = tuple(name for name, cls in registry().items() if cls.HAS_REFERENCE_LOOP)
 
 
 def _bench(benchmark, backend, kind, step, steps_per_call=1):
@@ -36,9 +36,9 @@ def test_harness_step(benchmark, backend_factory, backend_name):
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
 def test_bare_loop(benchmark, backend_factory, backend_name):
-    backend_factory(backend_name)  # configures the framework's threads, or skips
+    backend = backend_factory(backend_name)
     x, y = synthetic_batch(SPEC)
-    _bench(benchmark, backend_name, "bare-eager", reference_loops.bare_step(backend_name, x, y))
+    _bench(benchmark, backend_name, "bare-eager", backend.reference_step(x, y))
 
 
 @pytest.mark.slow
@@ -47,7 +47,9 @@ def test_keras_fit(benchmark, backend_factory):
     import keras
     import numpy as np
 
-    model = reference_loops.keras_mlp()
+    from backends.tensorflow_backend import keras_mlp
+
+    model = keras_mlp()
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     batches = [synthetic_batch(SPEC, seed=i) for i in range(10)]

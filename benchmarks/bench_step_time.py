@@ -1,6 +1,7 @@
 """The benchmark matrix: backend x model x variant x device x mode, one training step each.
 
-`pytest --benchmark-only` runs it; `--suite quick|default|full` sizes it (harness/suites.py).
+`pytest --benchmark-only` runs it; `--suite quick|default|full` sizes it (harness/suites.py: the
+suite's timing variants and modes, for every backend of the registry that has the mode).
 Benchmarks are grouped by backend/model/device/mode, so pytest-benchmark's table puts the
 variants of one group side by side (dropout present vs removed, BN before vs after, l2
 absent vs 0 vs > 0). The device is synchronized inside every timed step (Model.timed_step);
@@ -11,30 +12,24 @@ from __future__ import annotations
 
 import pytest
 
+from backends import registry
 from harness.data import synthetic_batch
-from harness.spec import PRESETS
+from harness.spec import PRESETS, model_cost
 from harness.suites import SUITES
-from harness.timing import model_cost
 from harness.variants import variant_spec
-
-MATRIX_VARIANTS = ("dropout=absent", "dropout=0", "dropout=0.5", "bn=before", "bn=after", "l2=absent", "l2=0",
-                   "l2=0.0001")
-QUICK_VARIANTS = ("dropout=absent", "dropout=0", "bn=before", "bn=after")
 
 
 def pytest_generate_tests(metafunc):
     if "case" not in metafunc.fixturenames:
         return
     suite = SUITES[metafunc.config.getoption("--suite")]
-    variants = QUICK_VARIANTS if suite.name == "quick" else MATRIX_VARIANTS
     cases = [
         (backend, model, variant, device, mode)
-        for backend in ("torch", "tensorflow")
-        for model in ("mlp", "cnn")
-        for device in ("cpu", "cuda")
-        for mode in suite.modes
-        for variant in variants
-        if not (mode == "xla" and backend == "torch")
+        for backend, cls in registry().items()
+        for model in PRESETS
+        for device in cls.DEVICES
+        for mode in suite.modes if mode in cls.MODES
+        for variant in suite.timing_variants
     ]
     metafunc.parametrize("case", cases, ids=["-".join(c) for c in cases])
 

@@ -1,7 +1,8 @@
 """Command line: a thin layer over the library. `python -m harness COMMAND --help` for each.
 
-Exit codes: 0 success; 1 a parity check failed; 2 bad input (one line on stderr, no traceback);
-130 interrupted.
+Exit codes: 0 success; 1 a parity check failed (or a run had failed cases); 2 bad input (one
+line on stderr, no traceback); 3 skipped: the backend's framework or the device is not available
+here; 130 interrupted. Backend, mode and device choices come from the backend registry.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from harness.errors import HarnessInputError
+from backends import REFERENCE, backend_class, backend_names, create_backend, parity_partners, registry
+from harness.errors import EXIT_SKIPPED, BackendUnavailable, HarnessInputError
+from harness.spec import PRESETS
 
 DEFAULT_THREADS = len(os.sched_getaffinity(0))
 
@@ -27,7 +30,7 @@ def _say(message: str) -> None:
 
 
 def _specs(args):
-    from harness.spec import PRESETS, resolve_spec
+    from harness.spec import resolve_spec
 
     if args.model or args.spec:
         return [resolve_spec(args.model, args.spec)]
@@ -43,47 +46,48 @@ def _validate_variants(variants):
 
 def cmd_parity(args) -> int:
     from harness.parity import check_variant
-    from harness.suites import PARITY_VARIANTS
+    from harness.suites import SUITES
 
     specs = _specs(args)
-    variants = args.variant or list(PARITY_VARIANTS)
+    variants = args.variant or list(SUITES["default"].parity_variants)
     _validate_variants(variants)
-    from backends import backend_class, create_backend
-
-    reference = create_backend("torch", threads=args.threads)  # torch first: see backends/__init__.py
-    availability = backend_class("tensorflow").availability()
-    if not availability.ok:
-        print(f"skipped: tensorflow: {availability.reason}")
-        _write_json(args.json, [])
-        return 0
-    other = create_backend("tensorflow", threads=args.threads)
+    reference = create_backend(REFERENCE, threads=args.threads)  # created first: see backends/__init__.py
+    partners = []
+    for name in [args.against] if args.against else parity_partners():
+        try:
+            partners.append(create_backend(name, threads=args.threads))
+        except BackendUnavailable as exc:
+            if args.against:
+                raise
+            _say(f"skipped: {name}: {exc}")
+    if not partners:
+        raise BackendUnavailable(f"parity: no backend to compare with {REFERENCE} is available here")
     records = []
-    for spec in specs:
-        for text in variants:
-            _say(f"parity {spec.name} [{text}] ...")
-            records += check_variant(reference, other, spec, text)
+    for other in partners:
+        for spec in specs:
+            for text in variants:
+                _say(f"parity {REFERENCE}-{other.name} {spec.name} [{text}] ...")
+                records += check_variant(reference, other, spec, text)
     _write_json(args.json, records)
-    print(f"{'model':12} {'variant':34} {'check':34} {'max_abs':>9} {'max_rel':>9} {'tol':>9}  verdict")
+    print(f"{'backends':22} {'model':12} {'variant':34} {'check':34} {'max_abs':>9} {'max_rel':>9} {'tol':>9}  verdict")
     for r in records:
-        print(f"{r.model:12} {r.variant:34} {r.check:34} {r.max_abs_err:9.1e} {r.max_rel_err:9.1e} {r.tol:9.1e}  "
-              f"{'pass' if r.passed else 'FAIL'}")
+        print(f"{'-'.join(r.backends):22} {r.model:12} {r.variant:34} {r.check:34} {r.max_abs_err:9.1e} "
+              f"{r.max_rel_err:9.1e} {r.tol:9.1e}  {'pass' if r.passed else 'FAIL'}")
     failed = [r for r in records if not r.passed]
     print(f"{len(records) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
 
 
 def cmd_time(args) -> int:
-    from backends import create_backend
     from harness.spec import resolve_spec
     from harness.timing import TimingPlan, compare_against_first, measure
 
     spec = resolve_spec(args.model, args.spec)
     _validate_variants(args.variant)
     modes = tuple(args.mode or ["eager"])
-    backend = create_backend(args.backend, device=args.device, threads=args.threads)
     for mode in modes:
-        if mode not in backend.MODES:
-            raise HarnessInputError(f"--mode: {args.backend} has no mode {mode!r} (modes: {', '.join(backend.MODES)})")
+        backend_class(args.backend).check_mode(mode)
+    backend = create_backend(args.backend, device=args.device, threads=args.threads)
     plan = TimingPlan(tuple(args.variant), modes, args.rounds, args.steps, args.warmup, args.aa, args.inject_slowdown,
                       args.reference_loop, args.round_seconds)
     records = measure(backend, spec, plan, args.device, args.threads, progress=lambda m: _say(f"time: {m}"))
@@ -100,7 +104,6 @@ def cmd_time(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from backends import create_backend
     from harness.data import synthetic_batch
     from harness.records import InspectRecord
     from harness.spec import resolve_spec
@@ -133,14 +136,14 @@ def cmd_report(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from harness.run import run
+    from harness.run_suite import run_suite
 
-    return run(args)
+    return run_suite(args)
 
 
 def _add_model_args(parser, default_all: bool = False) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--model", choices=["mlp", "cnn"],
+    group.add_argument("--model", choices=list(PRESETS),
                        help="a built-in preset" + (" (default: both)" if default_all else " (default: mlp)"))
     group.add_argument("--spec", metavar="FILE", help="a JSON or TOML model spec file (see README)")
 
@@ -165,32 +168,60 @@ def _positive_float(text: str) -> float:
     return value
 
 
+class _LineKeepingFormatter(argparse.HelpFormatter):
+    """Wraps each line of a description or epilog on its own, so its line breaks are kept."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        def hanging(line: str) -> str:  # an indented line continues 4 columns further in
+            depth = len(line) - len(line.lstrip())
+            return indent + " " * (depth + 4 if depth else 0)
+
+        return "\n".join(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=hanging(line),
+                                        break_on_hyphens=False) for line in text.splitlines())
+
+
+def _variants_epilog() -> str:
+    from harness.variants import AXES, BASELINE, SHORTHANDS
+
+    axes = "\n".join(f"  {axis.key}={axis.help}" for axis in AXES)
+    return (f"variants: '{BASELINE}' or comma-separated key=value settings, e.g. 'dropout=0,bn=before':\n{axes}\n"
+            f"  shorthands: {', '.join(SHORTHANDS)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m harness",
         description="Cross-framework (PyTorch vs TensorFlow/Keras 3) parity and per-training-step timing.",
     )
+    epilog = {"epilog": _variants_epilog(), "formatter_class": _LineKeepingFormatter}
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    backends = backend_names()
+    modes = list(dict.fromkeys(m for cls in registry().values() for m in cls.MODES))
+    devices = list(dict.fromkeys(d for cls in registry().values() for d in cls.DEVICES))
     threads_help = f"intra-op threads for each framework, set before first use (default: {DEFAULT_THREADS}, the cores available)"
 
-    p = sub.add_parser("parity", help="check that PyTorch and TensorFlow compute the same numbers",
+    p = sub.add_parser("parity", **epilog, help="check that PyTorch and TensorFlow compute the same numbers",
                        description="Load the same weights into both frameworks and compare outputs, losses, gradients, "
                                    "optimizer steps and BatchNorm statistics. Exit 0 only if every check passes.")
     _add_model_args(p, default_all=True)
+    p.add_argument("--against", choices=parity_partners(),
+                   help=f"the backend compared with {REFERENCE} (default: every one available here)")
     p.add_argument("--variant", action="append", metavar="V", help="e.g. 'dropout=0,bn=before' (repeatable; default: all)")
     p.add_argument("--json", metavar="FILE", help="write one record per check")
     p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS, help=threads_help)
     p.set_defaults(func=cmd_parity)
 
-    p = sub.add_parser("time", help="per-training-step time of variants, interleaved, with CIs",
+    p = sub.add_parser("time", **epilog, help="per-training-step time of variants, interleaved, with CIs",
                        description="Time one training step (forward, loss, backward, update) of each variant. With two or "
                                    "more arms they are measured interleaved and compared with the first (median ratio, "
-                                   "95%% bootstrap CI, verdict).")
+                                   "95% bootstrap CI, verdict).")
     _add_model_args(p)
-    p.add_argument("--backend", required=True, choices=["torch", "tensorflow"])
+    p.add_argument("--backend", required=True, choices=backends)
     p.add_argument("--variant", action="append", required=True, metavar="V", help="repeatable; the first is the baseline A")
-    p.add_argument("--mode", action="append", choices=["eager", "compiled", "xla"], help="repeatable (default: eager)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--mode", action="append", choices=modes, help="repeatable (default: eager)")
+    p.add_argument("--device", default="cpu", choices=devices)
     p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS, help=threads_help)
     p.add_argument("--rounds", type=_positive_int, default=30, help="interleaved rounds (default: 30)")
     p.add_argument("--steps", type=_positive_int, help="steps per round (default: calibrated per arm to --round-seconds)")
@@ -205,27 +236,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write timing and comparison records")
     p.set_defaults(func=cmd_time)
 
-    p = sub.add_parser("inspect", help="count the graph nodes one training step executes",
+    p = sub.add_parser("inspect", **epilog, help="count the graph nodes one training step executes",
                        description="torch: autograd nodes of one step, the torch.compile (dynamo) graph and the AOT "
                                    "forward/backward graphs. tensorflow: ops of the traced tf.function step.")
     _add_model_args(p)
-    p.add_argument("--backend", required=True, choices=["torch", "tensorflow"])
+    p.add_argument("--backend", required=True, choices=backends)
     p.add_argument("--variant", action="append", required=True, metavar="V", help="repeatable")
     p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS, help=threads_help)
     p.add_argument("--json", metavar="FILE")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("run", help="the main job: parity + timing matrix + inspection, then a report",
+    p = sub.add_parser("run", **epilog, help="the main job: parity + timing matrix + inspection, then a report",
                        description="Run a suite, each case in its own process, results appended to results.jsonl as they "
                                    "finish; then write report.md and index.html.")
     p.add_argument("--suite", choices=["quick", "default", "full"], default="default")
     p.add_argument("--out", metavar="DIR", help="run folder (default: a new folder under reports/runs/)")
     p.add_argument("--resume", action="store_true", help="skip the cases already finished in --out")
-    p.add_argument("--backends", nargs="+", choices=["torch", "tensorflow"], default=["torch", "tensorflow"])
-    p.add_argument("--models", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"])
+    p.add_argument("--backends", nargs="+", choices=backends, default=list(backends))
+    p.add_argument("--models", nargs="+", choices=list(PRESETS), default=list(PRESETS))
     p.add_argument("--variants", nargs="+", metavar="V", help="timing variants (default: the suite's)")
-    p.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], help="default: the suite's (cuda only where present)")
-    p.add_argument("--modes", nargs="+", choices=["eager", "compiled", "xla"], help="default: the suite's")
+    p.add_argument("--devices", nargs="+", choices=devices, help="default: the suite's (cuda only where present)")
+    p.add_argument("--modes", nargs="+", choices=modes, help="default: the suite's")
     p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS, help=threads_help)
     p.set_defaults(func=cmd_run)
 
@@ -240,6 +271,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except BackendUnavailable as exc:
+        print(f"skipped: {exc}", file=sys.stderr)
+        return EXIT_SKIPPED
     except HarnessInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

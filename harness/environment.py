@@ -1,8 +1,9 @@
 """What machine and software produced a run's results, written next to them as environment.json.
 
-Framework versions come from the installed package metadata: this runs in the orchestrating
-process, which must not import torch or TensorFlow (importing them starts thread pools that
-would compete with the cases being timed).
+Framework versions come from the installed package metadata of each registered backend's
+DISTRIBUTIONS (backends/__init__.py): this runs in the orchestrating process, which must not
+import torch or TensorFlow (importing them starts thread pools that would compete with the cases
+being timed).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from backends import registry
 from harness.records import SCHEMA_VERSION
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -36,9 +38,7 @@ def collect_environment(threads: int | None = None) -> dict[str, Any]:
         "logical_cores": os.cpu_count(),
         "available_cores": _available_cores(),
         "memory_total_bytes": _memory_total(),
-        "torch": _version("torch"),
-        "tensorflow": _version("tensorflow-cpu", "tensorflow"),
-        "keras": _version("keras"),
+        "frameworks": _framework_versions(),
         "gpu": _gpus(),
         "env": {name: os.environ.get(name) for name in ENV_FLAGS},
         "threads": threads,
@@ -77,14 +77,16 @@ def _memory_total() -> int | None:
         return None
 
 
-def _version(*distributions: str) -> str | None:
-    """Version of the first of these distributions that is installed."""
-    for name in distributions:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
+def _framework_versions() -> dict[str, str]:
+    """{distribution: version} of every installed distribution a backend names."""
+    versions = {}
+    for backend in registry().values():
+        for name in backend.DISTRIBUTIONS:
+            try:
+                versions[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue
+    return versions
 
 
 def _output(argv: list[str], cwd: Path | None = None) -> str | None:

@@ -1,10 +1,18 @@
-"""The one exception type that means "the user gave us bad input".
+"""The exception types that mean "the user gave us bad input" or "this cannot run here".
 
-The CLI turns it into a single line on stderr and exit code 2, without a traceback. Its message
-names the bad value and where it came from: `spec.json: layers[2].rate: 1.5 is not in [0, 1)`.
-Anything else that escapes is a bug in the harness and keeps its traceback.
+The CLI turns HarnessInputError into a single line on stderr and exit code 2, without a
+traceback. Its message names the bad value and where it came from:
+`spec.json: layers[2].rate: 1.5 is not in [0, 1)`. BackendUnavailable (a backend's framework
+or device is missing here) becomes `skipped: <reason>` and EXIT_SKIPPED, which `run` records as
+a skipped case. Anything else that escapes is a bug in the harness and keeps its traceback.
 """
+
+EXIT_SKIPPED = 3
 
 
 class HarnessInputError(ValueError):
     """Bad input from the user: a spec file, a variant string, a CLI value, a results folder."""
+
+
+class BackendUnavailable(HarnessInputError):
+    """A backend's framework does not import here, or the device it was asked for is absent."""

@@ -48,7 +48,8 @@ import numpy as np
 from backends.base import Backend
 from harness.data import synthetic_batch
 from harness.records import ParityRecord
-from harness.spec import BatchNorm, Dropout, ModelSpec, Optimizer, infer_shapes
+from harness.layers import BatchNorm, Dropout
+from harness.spec import ModelSpec, Optimizer, infer_shapes
 from harness.variants import Variant, apply_variant, parse_variant
 
 # float32 has a unit roundoff of 6e-8; a dot product of k terms summed in a different order
@@ -124,7 +125,7 @@ def _compare_tensors(model, variant, check, backends, exact: dict, reference: di
 def _without_dropout_noise(spec: ModelSpec) -> ModelSpec:
     if not any(isinstance(layer, Dropout) and layer.rate > 0 for layer in spec.layers):
         return spec
-    return apply_variant(spec, Variant(dropout=0.0))
+    return apply_variant(spec, Variant.of(dropout=0.0))
 
 
 def _optimizers(spec: ModelSpec) -> dict[str, Optimizer]:
@@ -134,18 +135,23 @@ def _optimizers(spec: ModelSpec) -> dict[str, Optimizer]:
     return {"sgd_momentum": sgd, "adam": adam}
 
 
-def _unbiased_running_var(spec: ModelSpec, keras_weights: dict, start: dict, steps: int, batch: int) -> dict:
-    """Convert Keras's biased running variances to PyTorch's unbiased ones (module docstring)."""
+def _as_reference_running_var(spec: ModelSpec, reference: Backend, other: Backend, other_weights: dict,
+                              start: dict, steps: int, batch: int) -> dict:
+    """The other backend's running variances in the reference's convention (module docstring):
+    biased -> unbiased multiplies the accumulated part by c = n / (n - 1); the reverse by 1 / c."""
+    if other.BN_BIASED_RUNNING_VAR == reference.BN_BIASED_RUNNING_VAR:
+        return other_weights
     shapes = infer_shapes(spec)
-    converted = dict(keras_weights)
+    converted = dict(other_weights)
     for index, layer in enumerate(spec.layers):
         if not isinstance(layer, BatchNorm):
             continue
         in_shape = shapes.inputs[index]
         n = batch * (in_shape[0] * in_shape[1] if len(in_shape) == 3 else 1)
+        c = n / (n - 1) if other.BN_BIASED_RUNNING_VAR else (n - 1) / n
         decay = layer.momentum ** steps
         key = f"{index}.running_var"
-        converted[key] = decay * start[key] + n / (n - 1) * (keras_weights[key] - decay * start[key])
+        converted[key] = decay * start[key] + c * (other_weights[key] - decay * start[key])
     return converted
 
 
@@ -164,7 +170,7 @@ class _Triple:
         return self
 
     def each(self, method: str, *args):
-        """(reference, other, exact) results of one Model method."""
+        """(exact, reference, other): one Model method's results, in _compare's argument order."""
         ref, other, exact = (getattr(model, method)(*args) for model in self.models)
         return exact, ref, other
 
@@ -210,7 +216,8 @@ def check_variant(reference: Backend, other: Backend, spec: ModelSpec, variant_t
         records.append(_compare_tensors(spec.name, label, f"{name}_{STEPS}_steps", names, *updates, keys=trainable,
                                         floor=TOL_ADAM_FLOOR if name == "adam" else TOL_FLOOR))
         if bn_keys:
-            converted = _unbiased_running_var(triple.models[0].spec, oth, weights, STEPS, vspec.batch_size)
+            converted = _as_reference_running_var(triple.models[0].spec, reference, other, oth, weights, STEPS,
+                                                   vspec.batch_size)
             records.append(_compare_tensors(spec.name, label, f"bn_running_stats[{name}]", names, exact, ref,
                                             converted, keys=bn_keys))
 

@@ -3,7 +3,8 @@
 Figures are built with `matplotlib.figure.Figure` directly (no pyplot, so no GUI backend and no
 global figure registry); saving a PNG renders with Agg. This module only draws: it groups records
 for display and computes error bars with harness.stats, but decides no verdicts and writes no
-files. Times are shown in milliseconds; every figure's title says what is shown.
+files. Times are shown in milliseconds; every figure's title says what is shown. Backend colours
+are the backend classes' COLOR (backends.registry); no framework is named here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from backends import registry
 from harness.records import ComparisonRecord, TimingRecord
 from harness.stats import FASTER, SLOWER, PairedRatio, median_ci
 
@@ -24,7 +26,6 @@ T = TypeVar("T")
 WIDTH_IN = 11.0
 ROW_IN = 0.3  # height of one labelled row
 PANEL_EXTRA_IN = 1.3  # title, axis label and ticks of one panel
-BACKEND_COLORS = {"torch": "#d1495b", "tensorflow": "#2e86ab"}
 VERDICT_COLORS = {SLOWER: "#c0392b", FASTER: "#1e8449"}
 NEUTRAL_COLOR = "#34495e"
 NOISE_COLOR = "#d5d8dc"
@@ -102,18 +103,28 @@ def comparison_label(c: ComparisonRecord) -> str:
     return f"{c.backend}/{c.model}/{c.device}/{c.mode}: {c.question or f'{c.b} vs {c.a}'}"
 
 
-def framework_ratio_figure(ratios: Sequence[tuple[str, PairedRatio]]) -> Figure:
-    """PyTorch ÷ TensorFlow per-step time with its 95% CI, one row per labelled setting."""
+def ratio_name(reference: str, others: Sequence[str]) -> str:
+    """What a framework ratio divides: "torch ÷ tensorflow" (each other backend named once)."""
+    named = ", ".join(f"{reference} ÷ {other}" for other in dict.fromkeys(others))
+    return named or f"{reference} ÷ each other backend"
+
+
+def framework_ratio_figure(reference: str, ratios: Sequence[tuple[str, str, PairedRatio]]) -> Figure:
+    """Per-step time of `reference` ÷ another backend's with its 95% CI; one row per
+    (other backend, labelled setting, ratio), in the order given."""
+    others = list(dict.fromkeys(other for other, _, _ in ratios))
     fig = _figure([len(ratios)])
     ax = fig.subplots()
-    for y, (_, r) in enumerate(ratios):
+    for y, (_, _, r) in enumerate(ratios):
         ax.errorbar(r.ratio, y, xerr=[[max(r.ratio - r.ci_low, 0)], [max(r.ci_high - r.ratio, 0)]],
                     fmt="o", color=NEUTRAL_COLOR, capsize=3)
     ax.axvline(1.0, color="black", lw=1)
-    ax.set_yticks(range(len(ratios)), [label for label, _ in ratios])
+    ax.set_yticks(range(len(ratios)), [setting if len(others) == 1 else f"{setting}: {ratio_name(reference, [other])}"
+                                       for other, setting, _ in ratios])
     ax.set_ylim(len(ratios) - 0.5, -0.5)
-    ax.set_title("PyTorch ÷ TensorFlow time per training step, baseline model (median ratio, 95% CI)")
-    ax.set_xlabel("ratio  (< 1: PyTorch is faster; > 1: TensorFlow is faster)")
+    ax.set_title(f"{ratio_name(reference, others)} time per training step, baseline model (median ratio, 95% CI)")
+    other = others[0] if len(others) == 1 else "the other backend"
+    ax.set_xlabel(f"ratio  (< 1: {reference} is faster; > 1: {other} is faster)")
     ax.grid(axis="x", alpha=0.35)
     return fig
 
@@ -158,4 +169,6 @@ def _marker(color: str, label: str) -> Line2D:
 
 
 def _backend_color(backend: str) -> str:
-    return BACKEND_COLORS.get(backend, NEUTRAL_COLOR)
+    """The backend class's COLOR; a name the registry does not know (older records) is neutral."""
+    cls = registry().get(backend)
+    return cls.COLOR if cls is not None else NEUTRAL_COLOR

@@ -2,12 +2,24 @@
 
 A timing question compares arm `b` against arm `a` (a variant string, see harness.variants, and
 a mode); a graph question compares node counts of the same two variants; the controls calibrate
-the timing questions. Reports and `run` read this table; nothing here measures anything.
+the timing questions. Suites (harness/suites.py) choose questions, and the variants they time
+and inspect follow from those questions (`variants_of`). Nothing here measures anything.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from harness.variants import BASELINE
+
+# The arm of a hand-written training loop (Backend.reference_step), compared with the harness's own.
+REFERENCE_LOOP = "hand-written loop"
+# The `question` of the comparisons that calibrate a session rather than answer a question.
+AA_CONTROL = "aa_control"
+INJECTED_CONTROL = "injected_control"
+CONTROLS = (AA_CONTROL, INJECTED_CONTROL)
+INJECTED_SLOWDOWN = 0.05
 
 
 @dataclass(frozen=True)
@@ -23,6 +35,8 @@ class Question:
 TIMING_QUESTIONS = (
     Question("dropout_p0_cost", "Does a Dropout(p=0) layer cost time compared with removing it?",
              "dropout=absent", "dropout=0"),
+    Question("dropout_active_cost", "What does an active Dropout(p=0.5) cost compared with p=0?",
+             "dropout=0", "dropout=0.5"),
     Question("bn_order_cost", "Does BatchNorm before vs after dropout change step time?",
              "bn=before", "bn=after"),
     Question("l2_zero_cost", "Does l2=0.0 cost time compared with no regularizer?",
@@ -30,20 +44,24 @@ TIMING_QUESTIONS = (
     Question("l2_positive_cost", "What does an l2=1e-4 penalty cost compared with no regularizer?",
              "l2=absent", "l2=0.0001"),
     Question("compiled_vs_eager", "How does a compiled step compare with an eager one?",
-             "baseline", "baseline", a_mode="eager", b_mode="compiled"),
+             BASELINE, BASELINE, a_mode="eager", b_mode="compiled"),
     Question("harness_overhead", "How much time does the harness add to a hand-written training step (mlp)?",
-             "hand-written loop", "baseline", a_mode="eager", b_mode="eager"),
+             REFERENCE_LOOP, BASELINE, a_mode="eager", b_mode="eager"),
 )
+QUESTION_BY_KEY = {q.key: q for q in TIMING_QUESTIONS}
 
 GRAPH_QUESTIONS = (
     Question("dropout_p0_nodes", "Does a Dropout(p=0) layer add graph nodes?", "dropout=absent", "dropout=0"),
     Question("l2_zero_nodes", "Does l2=0.0 add graph nodes compared with no regularizer?", "l2=absent", "l2=0"),
 )
 
-# The variants every timing session measures, in this order; the first also gets an A/A copy
-# (the noise floor) and a copy with an injected 5% spin delay (the sensitivity check).
-TIMING_VARIANTS = (
-    "baseline", "dropout=absent", "dropout=0", "dropout=0.5", "bn=before", "bn=after",
-    "l2=absent", "l2=0", "l2=0.0001",
-)
-INJECTED_SLOWDOWN = 0.05
+
+def variants_of(questions: Iterable[Question], baseline: bool = True) -> tuple[str, ...]:
+    """The variants these questions compare, in order of first mention (baseline first if asked);
+    the hand-written loop is an arm of its own, not a variant."""
+    found = [BASELINE] if baseline else []
+    for q in questions:
+        for text in (q.a_variant, q.b_variant):
+            if text != REFERENCE_LOOP and text not in found:
+                found.append(text)
+    return tuple(found)

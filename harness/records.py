@@ -4,17 +4,27 @@ Each measured thing is one flat record (a frozen dataclass turned into a JSON ob
 table or plot is a group-by away. Every record carries `schema` (bump SCHEMA_VERSION when a field
 changes meaning) and `kind`, which says which dataclass it came from.
 
-This module only defines the shapes and their JSON round trip; it computes nothing.
+This module defines the shapes, their JSON round trip and the one reader of results.jsonl
+(RESULTS_FILE). It measures nothing; what a record says in words (a comparison's verdict) is
+derived from its stored numbers when read, as torch.utils.benchmark's Measurement derives its
+statistics from raw times.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
-SCHEMA_VERSION = 1
+from harness import stats
+from harness.errors import HarnessInputError
+
+# 2: comparisons store numbers only (verdict and sentence are derived), plus n_pairs.
+SCHEMA_VERSION = 2
+RESULTS_FILE = "results.jsonl"
 
 
 @dataclass(frozen=True)
@@ -87,9 +97,10 @@ class TimingRecord(Record):
 class ComparisonRecord(Record):
     """Paired comparison of arm `b` against arm `a` from one interleaved session.
 
-    `ratio` is the median over rounds of time_b / time_a with its bootstrap CI. `noise_floor`
-    is the half-width of the session's A/A control (None without one): the smallest effect the
-    session could detect. `verdict` is "slower", "faster" or "no detectable difference".
+    Only numbers are stored: `ratio` is the median over rounds of time_b / time_a with its
+    bootstrap CI over `n_pairs` pairs; `noise_floor` is the half-width of the session's A/A
+    control (None without one). The verdict and its sentence are derived from them when read
+    (harness.stats.verdict), so a report always applies the current rules to the stored numbers.
     """
 
     kind: ClassVar[str] = "comparison"
@@ -103,11 +114,24 @@ class ComparisonRecord(Record):
     ratio: float
     ci_low: float
     ci_high: float
-    verdict: str
     noise_floor: float | None
-    sentence: str
     session: str
     question: str = ""
+    n_pairs: int = 0
+
+    @property
+    def judgement(self) -> stats.Verdict:
+        paired = stats.PairedRatio(self.ratio, self.ci_low, self.ci_high, self.n_pairs)
+        return stats.verdict(f"{self.backend} {self.model} {self.a}", self.b, paired, self.noise_floor)
+
+    @property
+    def verdict(self) -> str:
+        """"slower", "faster" or "no detectable difference"."""
+        return self.judgement.label
+
+    @property
+    def sentence(self) -> str:
+        return self.judgement.sentence
 
 
 @dataclass(frozen=True)
@@ -142,28 +166,93 @@ class CaseRecord(Record):
 
 def from_dict(data: dict[str, Any]) -> Record:
     """The record a dict from as_dict() (or a results.jsonl line) describes. Keys that are not
-    fields (schema, kind, case_id) are dropped; a missing field raises TypeError."""
-    cls = RECORD_TYPES[data["kind"]]
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{key: value for key, value in data.items() if key in names})
+    fields (schema, kind, case_id, fields of older schemas) are dropped.
+
+    Raises RecordError for an unknown kind, a missing field or a value of the wrong JSON type
+    (a string where a number belongs, a list where a name belongs, a non-finite number).
+    """
+    kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in RECORD_TYPES:
+        raise RecordError(f"unknown kind {kind!r}")
+    cls = RECORD_TYPES[kind]
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            values[f.name] = _checked(f, data[f.name])
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise RecordError(f"{kind} record without field {f.name!r}")
+    return cls(**values)
 
 
-def read_jsonl(path) -> list[dict[str, Any]]:
-    """Read one JSON object per line; raise ValueError naming the file and line on bad JSON."""
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}: line {number}: expected a JSON object")
-            records.append(record)
-    return records
+class RecordError(ValueError):
+    """A JSON object that is not a valid record (its message says which field is wrong)."""
+
+
+# The JSON types each annotation accepts (records are flat: these are all the field types).
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+    "float | None": (int, float, type(None)), "int | None": (int, type(None)),
+    "dict[str, int]": (dict,), "dict[str, object]": (dict,),
+    "tuple[str, ...]": (list, tuple), "tuple[float, ...]": (list, tuple),
+}
+
+
+def _checked(f: dataclasses.Field, value: Any) -> Any:
+    annotation = str(f.type)
+    items = value if annotation.startswith("tuple[") and isinstance(value, (list, tuple)) else [value]
+    item_type = {"tuple[str, ...]": (str,), "tuple[float, ...]": (int, float)}.get(annotation)
+    if not isinstance(value, _JSON_TYPES[annotation]) or any(
+            isinstance(item, bool) and bool not in (item_type or _JSON_TYPES[annotation])
+            or (item_type is not None and not isinstance(item, item_type))
+            or (isinstance(item, float) and not math.isfinite(item)) for item in items):
+        raise RecordError(f"field {f.name!r} is {json.dumps(value)[:40]}; expected {annotation} (numbers finite)")
+    return tuple(value) if isinstance(value, list) else value
+
+
+@dataclass(frozen=True)
+class ResultsFile:
+    """What a results.jsonl holds: `records` in file order, of which the first `finished` belong
+    to finished cases (they end with the file's last CaseRecord, at byte `finished_end`)."""
+
+    records: tuple[dict[str, Any], ...]
+    finished: int
+    finished_end: int
+    warnings: tuple[str, ...]
+
+
+def read_results(path: Path) -> ResultsFile:
+    """Read one JSON object per line: the one reader of results files (runner and report).
+
+    A last line that is not a complete JSON object is the trace of a run killed while writing
+    it: it is skipped with a warning. Anything else that is not a JSON object raises
+    HarnessInputError naming the file and line. A CaseRecord counts as finished only with its
+    newline (the runner writes a block's lines in one write, newline last).
+    """
+    records: list[dict[str, Any]] = []
+    finished, finished_end, offset, bad = 0, 0, 0, None
+    try:
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                offset += len(raw)
+                if not raw.strip():
+                    continue
+                if bad is not None:
+                    raise HarnessInputError(f"{path}: line {bad}: not a JSON object")
+                try:
+                    record = json.loads(raw)
+                except ValueError:  # also a UTF-8 sequence cut in half
+                    record = None
+                if not isinstance(record, dict):
+                    bad = number
+                    continue
+                records.append(record)
+                if record.get("kind") == CaseRecord.kind and raw.endswith(b"\n"):
+                    finished, finished_end = len(records), offset
+    except OSError as exc:
+        raise HarnessInputError(f"{path}: cannot read ({exc.strerror})") from None
+    warnings = [f"{path}: line {bad} is incomplete (the run stopped while writing it) and was skipped."] \
+        if bad is not None else []
+    return ResultsFile(tuple(records), finished, finished_end, tuple(warnings))
 
 
 RECORD_TYPES: dict[str, type[Record]] = {

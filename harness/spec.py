@@ -6,17 +6,11 @@ build their model from it and nothing else. Conventions fixed here, once:
 - `input_shape` is channels-last: (H, W, C) for images, (features,) for vectors.
 - The last layer is a dense layer with `num_classes` units and no activation: it outputs
   logits; the loss is softmax cross-entropy on integer labels, averaged over the batch.
-- `l1` / `l2` on a dense or conv2d kernel: None (absent) means "no regularizer at all", which is
-  NOT the same as 0.0 (a regularizer whose penalty is 0 * sum(w^2) is still computed). The
-  penalty is Keras's: l1 * sum|w| + l2 * sum(w^2), added to the loss (PyTorch's SGD
-  weight_decay=wd is the gradient of (wd/2) * sum(w^2); we never use it).
-- BatchNorm `momentum` is Keras's: running = momentum * running + (1 - momentum) * batch.
-  PyTorch's momentum is the other weight (1 - momentum). `epsilon` defaults to Keras's 1e-3
-  (PyTorch's default is 1e-5).
+- The L1/L2 penalty is Keras's: l1 * sum|w| + l2 * sum(w^2), added to the loss (PyTorch's SGD
+  weight_decay=wd is the gradient of (wd/2) * sum(w^2); we never use it). Layer conventions
+  (absent vs 0.0 regularizers, BatchNorm momentum, "same" padding) are in harness/layers.py.
 - Adam `epsilon` is PyTorch's: added to sqrt(v_hat) (bias-corrected). Keras adds it to
   sqrt(v) ("epsilon hat"); the TensorFlow backend converts.
-- conv2d/maxpool2d padding "same" is TensorFlow's: output = ceil(input / stride), with the odd
-  pixel of padding at the bottom/right. PyTorch's padding="same" does not allow strides > 1.
 
 Parsing never raises anything but HarnessInputError, whose message names the source, the layer
 index and the field: `my.json: layers[2].rate: 1.5 is not in [0, 1)`.
@@ -25,78 +19,13 @@ index and the field: `my.json: layers[2].rate: 1.5 is not in [0, 1)`.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from harness.errors import HarnessInputError
-
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
-PADDINGS = ("valid", "same")
-
-
-@dataclass(frozen=True)
-class Dense:
-    units: int
-    activation: str = "linear"
-    l1: float | None = None
-    l2: float | None = None
-    type = "dense"
-
-
-@dataclass(frozen=True)
-class Conv2D:
-    filters: int
-    kernel_size: tuple[int, int]
-    strides: tuple[int, int] = (1, 1)
-    padding: str = "valid"
-    activation: str = "linear"
-    l1: float | None = None
-    l2: float | None = None
-    type = "conv2d"
-
-
-@dataclass(frozen=True)
-class MaxPool2D:
-    pool_size: tuple[int, int]
-    strides: tuple[int, int] | None = None  # None: the pool size (both frameworks' default)
-    padding: str = "valid"
-    type = "maxpool2d"
-
-    @property
-    def effective_strides(self) -> tuple[int, int]:
-        return self.strides or self.pool_size
-
-
-@dataclass(frozen=True)
-class Flatten:
-    type = "flatten"
-
-
-@dataclass(frozen=True)
-class Activation:
-    activation: str
-    type = "activation"
-
-
-@dataclass(frozen=True)
-class Dropout:
-    rate: float
-    type = "dropout"
-
-
-@dataclass(frozen=True)
-class BatchNorm:
-    momentum: float = 0.99  # Keras convention, see the module docstring
-    epsilon: float = 1e-3
-    type = "batchnorm"
-
-
-Layer = Union[Dense, Conv2D, MaxPool2D, Flatten, Activation, Dropout, BatchNorm]
-LAYER_TYPES: dict[str, type] = {cls.type: cls for cls in (Dense, Conv2D, MaxPool2D, Flatten, Activation, Dropout, BatchNorm)}
-KERNEL_LAYERS = (Dense, Conv2D)
-
+from harness.layers import LAYER_TYPES, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, parse_layer
+from harness.spec_fields import Fields, describe
 
 @dataclass(frozen=True)
 class Optimizer:
@@ -160,193 +89,56 @@ class LayerShapes:
     flattened_from: tuple[tuple[int, int, int] | None, ...]
 
 
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow's "same" padding along one axis: (before, after); the odd pixel goes after."""
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-def _window_output(size: int, kernel: int, stride: int, padding: str) -> int:
-    if padding == "same":
-        return math.ceil(size / stride)
-    return (size - kernel) // stride + 1
-
-
 def infer_shapes(spec: ModelSpec, source: str = "spec") -> LayerShapes:
     shape = tuple(spec.input_shape)
     flat_map: tuple[int, int, int] | None = None
     inputs, outputs, flattened = [], [], []
     for index, layer in enumerate(spec.layers):
-        where = f"{source}: layers[{index}] ({layer.type})"
         inputs.append(shape)
         flattened.append(flat_map)
-        if isinstance(layer, (Conv2D, MaxPool2D)):
-            if len(shape) != 3:
-                raise HarnessInputError(f"{where}: needs an (H, W, C) image input, got shape {list(shape)}")
-            window = layer.kernel_size if isinstance(layer, Conv2D) else layer.pool_size
-            strides = layer.strides if isinstance(layer, Conv2D) else layer.effective_strides
-            height, width, channels = shape
-            if layer.padding == "valid" and (window[0] > height or window[1] > width):
-                name = "kernel_size" if isinstance(layer, Conv2D) else "pool_size"
-                raise HarnessInputError(
-                    f"{where}.{name}: {list(window)} is larger than its input {height}x{width} (padding 'valid')"
-                )
-            out_h = _window_output(height, window[0], strides[0], layer.padding)
-            out_w = _window_output(width, window[1], strides[1], layer.padding)
-            shape = (out_h, out_w, layer.filters if isinstance(layer, Conv2D) else channels)
-        elif isinstance(layer, Dense):
-            if len(shape) != 1:
-                raise HarnessInputError(
-                    f"{where}: needs a vector input, got shape {list(shape)}; add a flatten layer before it"
-                )
-            shape = (layer.units,)
-        elif isinstance(layer, Flatten):
-            flat_map = shape if len(shape) == 3 else flat_map
-            shape = (math.prod(shape),)
-        # activation, dropout and batchnorm keep the shape
-        if isinstance(layer, (Dense, Conv2D)):
+        if isinstance(layer, Flatten) and len(shape) == 3:
+            flat_map = shape
+        elif isinstance(layer, (Dense, Conv2D)):
             flat_map = None  # a dense layer mixes features; a conv output is a map again
+        shape = layer.output_shape(shape, f"{source}: layers[{index}] ({layer.type})")
         outputs.append(shape)
     return LayerShapes(tuple(inputs), tuple(outputs), tuple(flattened))
+
+
+def model_cost(spec: ModelSpec) -> tuple[int, int]:
+    """(parameters, FLOPs of one training step): each layer's forward FLOPs (harness/layers.py)
+    times 3 (the backward is about twice the forward) times the batch size."""
+    shapes = infer_shapes(spec)
+    params, forward = 0, 0
+    for layer, in_shape, out_shape in zip(spec.layers, shapes.inputs, shapes.outputs):
+        layer_params, layer_flops = layer.cost(in_shape, out_shape)
+        params, forward = params + layer_params, forward + layer_flops
+    return params, 3 * forward * spec.batch_size
 
 
 # ---------------------------------------------------------------------------------------------
 # Parsing
 
 
-_REQUIRED = object()  # default meaning "the field must be present"
-
-
-class _Fields:
-    """Typed access to one JSON object, with errors that say where the bad value came from."""
-
-    def __init__(self, data: Any, where: str, allowed: tuple[str, ...]):
-        if not isinstance(data, dict):
-            raise HarnessInputError(f"{where}: expected an object, got {_describe(data)}")
-        unknown = sorted(set(data) - set(allowed))
-        if unknown:
-            raise HarnessInputError(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(allowed)})")
-        self.data, self.where = data, where
-
-    def raw(self, key: str, default: Any = _REQUIRED) -> Any:
-        if key in self.data:
-            return self.data[key]
-        if default is _REQUIRED:
-            raise HarnessInputError(f"{self.where}: missing required field {key!r}")
-        return default
-
-    def int(self, key: str, default: Any = _REQUIRED, minimum: int = 1) -> int:
-        value = self.raw(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise HarnessInputError(f"{self.where}.{key}: expected an integer, got {_describe(value)}")
-        if value < minimum:
-            raise HarnessInputError(f"{self.where}.{key}: {value} must be >= {minimum}")
-        return value
-
-    def pair(self, key: str, default: Any = _REQUIRED) -> tuple[int, int] | None:
-        """An integer or [h, w] of positive integers (None only when it is the default)."""
-        value = self.raw(key, default)
-        if value is None:
-            return None
-        items = [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
-        if not (
-            isinstance(items, (list, tuple))
-            and len(items) == 2
-            and all(isinstance(item, int) and not isinstance(item, bool) and item >= 1 for item in items)
-        ):
-            raise HarnessInputError(
-                f"{self.where}.{key}: expected a positive integer or [h, w] of positive integers, got {_describe(value)}"
-            )
-        return (items[0], items[1])
-
-    def number(self, key: str, default: Any = _REQUIRED, *, low: float | None = None, high: float | None = None,
-               low_open: bool = False, high_open: bool = True) -> float | None:
-        """A finite number in [low, high) by default; None only when it is the default."""
-        value = self.raw(key, default)
-        if value is None and default is None:
-            return None
-        try:
-            finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-        except OverflowError:  # an integer too large for a float
-            finite = False
-        if not finite:
-            raise HarnessInputError(f"{self.where}.{key}: expected a finite number, got {_describe(value)}")
-        value = float(value)
-        too_low = low is not None and (value <= low if low_open else value < low)
-        too_high = high is not None and (value >= high if high_open else value > high)
-        if too_low or too_high:
-            interval = (
-                f"{'(' if low_open else '['}{'-inf' if low is None else f'{low:g}'}, "
-                f"{'inf' if high is None else f'{high:g}'}{')' if high_open else ']'}"
-            )
-            raise HarnessInputError(f"{self.where}.{key}: {value:g} is not in {interval}")
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...], default: Any = _REQUIRED) -> str:
-        value = self.raw(key, default)
-        if value not in choices:
-            raise HarnessInputError(f"{self.where}.{key}: {value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def text(self, key: str, default: Any = _REQUIRED) -> str:
-        value = self.raw(key, default)
-        if not isinstance(value, str) or not value:
-            raise HarnessInputError(f"{self.where}.{key}: expected a non-empty string, got {_describe(value)}")
-        return value
-
-
-def _describe(value: Any) -> str:
-    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
-    return f"{kind.get(type(value), type(value).__name__)} ({json.dumps(value, default=str)[:40]})"
-
-
 def _parse_layer(data: Any, where: str) -> Layer:
     if not isinstance(data, dict):
-        raise HarnessInputError(f"{where}: expected an object, got {_describe(data)}")
+        raise HarnessInputError(f"{where}: expected an object, got {describe(data)}")
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in LAYER_TYPES:
-        raise HarnessInputError(
-            f"{where}.type: {kind!r} is not a layer type (known: {', '.join(LAYER_TYPES)})"
-        )
-    allowed = ("type",) + tuple(f.name for f in fields(LAYER_TYPES[kind]))
-    f = _Fields(data, where, allowed)
-    regularizers = (
-        {"l1": f.number("l1", None, low=0.0, high=None), "l2": f.number("l2", None, low=0.0, high=None)}
-        if kind in ("dense", "conv2d")
-        else {}
-    )
-    if kind == "dense":
-        return Dense(f.int("units"), f.choice("activation", ACTIVATIONS, "linear"), **regularizers)
-    if kind == "conv2d":
-        return Conv2D(
-            f.int("filters"), f.pair("kernel_size"), f.pair("strides", (1, 1)),
-            f.choice("padding", PADDINGS, "valid"), f.choice("activation", ACTIVATIONS, "linear"), **regularizers,
-        )
-    if kind == "maxpool2d":
-        return MaxPool2D(f.pair("pool_size"), f.pair("strides", None), f.choice("padding", PADDINGS, "valid"))
-    if kind == "flatten":
-        return Flatten()
-    if kind == "activation":
-        return Activation(f.choice("activation", ACTIVATIONS))
-    if kind == "dropout":
-        return Dropout(f.number("rate", low=0.0, high=1.0))
-    return BatchNorm(
-        f.number("momentum", 0.99, low=0.0, high=1.0),
-        f.number("epsilon", 1e-3, low=0.0, low_open=True, high=None),
-    )
+        raise HarnessInputError(f"{where}.type: {kind!r} is not a layer type (known: {', '.join(LAYER_TYPES)})")
+    return parse_layer(LAYER_TYPES[kind], data, where)
 
 
 def _parse_optimizer(data: Any, where: str) -> Optimizer:
     if not isinstance(data, dict):
-        raise HarnessInputError(f"{where}: expected an object, got {_describe(data)}")
+        raise HarnessInputError(f"{where}: expected an object, got {describe(data)}")
     kind = data.get("type")
     if kind == "sgd":
-        f = _Fields(data, where, ("type", "lr", "momentum"))
+        f = Fields(data, where, ("type", "lr", "momentum"))
         return Optimizer("sgd", f.number("lr", low=0.0, low_open=True),
                          momentum=f.number("momentum", 0.0, low=0.0, high=1.0))
     if kind == "adam":
-        f = _Fields(data, where, ("type", "lr", "beta_1", "beta_2", "epsilon"))
+        f = Fields(data, where, ("type", "lr", "beta_1", "beta_2", "epsilon"))
         return Optimizer(
             "adam", f.number("lr", low=0.0, low_open=True),
             beta_1=f.number("beta_1", 0.9, low=0.0, high=1.0),
@@ -358,7 +150,7 @@ def _parse_optimizer(data: Any, where: str) -> Optimizer:
 
 def parse_spec(data: Any, source: str = "spec") -> ModelSpec:
     """Validate a decoded JSON/TOML document and build the spec (shapes included)."""
-    f = _Fields(data, source, ("name", "input_shape", "num_classes", "layers", "optimizer", "batch_size", "seed"))
+    f = Fields(data, source, ("name", "input_shape", "num_classes", "layers", "optimizer", "batch_size", "seed"))
     input_shape = f.raw("input_shape")
     if (
         not isinstance(input_shape, list)
@@ -367,11 +159,11 @@ def parse_spec(data: Any, source: str = "spec") -> ModelSpec:
     ):
         raise HarnessInputError(
             f"{source}.input_shape: expected [features] or [height, width, channels] of positive integers, "
-            f"got {_describe(input_shape)}"
+            f"got {describe(input_shape)}"
         )
     layers_data = f.raw("layers")
     if not isinstance(layers_data, list) or not layers_data:
-        raise HarnessInputError(f"{source}.layers: expected a non-empty list of layers, got {_describe(layers_data)}")
+        raise HarnessInputError(f"{source}.layers: expected a non-empty list of layers, got {describe(layers_data)}")
     layers = tuple(_parse_layer(item, f"{source}: layers[{i}]") for i, item in enumerate(layers_data))
     spec = ModelSpec(
         name=f.text("name", Path(source).stem or "spec"),
@@ -438,8 +230,8 @@ PRESETS: dict[str, ModelSpec] = {
         input_shape=(784,),
         num_classes=10,
         layers=(
-            Dense(512, "relu"), Dropout(0.2),
-            Dense(256, "relu"), Dropout(0.2),
+            Dense(512, activation="relu"), Dropout(0.2),
+            Dense(256, activation="relu"), Dropout(0.2),
             Dense(10),
         ),
         optimizer=Optimizer("sgd", lr=0.01, momentum=0.9),
@@ -451,7 +243,7 @@ PRESETS: dict[str, ModelSpec] = {
         layers=(
             Conv2D(32, (3, 3), activation="relu"), MaxPool2D((2, 2)), Dropout(0.25),
             Conv2D(64, (3, 3), activation="relu"), MaxPool2D((2, 2)), Dropout(0.25),
-            Flatten(), Dense(128, "relu"), Dropout(0.5),
+            Flatten(), Dense(128, activation="relu"), Dropout(0.5),
             Dense(10),
         ),
         optimizer=Optimizer("sgd", lr=0.01, momentum=0.9),

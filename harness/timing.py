@@ -32,12 +32,13 @@ from typing import Callable
 import numpy as np
 
 from backends.base import Backend
-from harness import reference_loops, stats
+from harness import stats
 from harness.data import synthetic_batch
 from harness.errors import HarnessInputError
+from harness.questions import AA_CONTROL, INJECTED_CONTROL, REFERENCE_LOOP
 from harness.records import ComparisonRecord, TimingRecord
-from harness.spec import PRESETS, Conv2D, Dense, ModelSpec, infer_shapes
-from harness.variants import parse_variant, apply_variant
+from harness.spec import PRESETS, ModelSpec, model_cost
+from harness.variants import BASELINE, apply_variant, parse_variant
 
 AA_SUFFIX = " (A/A copy)"
 ORDER_SEED = 0
@@ -52,7 +53,7 @@ class TimingPlan:
     warmup: int = 5
     aa: bool = False
     inject: float = 0.0
-    reference_loop: bool = False  # add the hand-written loop (harness/reference_loops.py): mlp, eager
+    reference_loop: bool = False  # add Backend.reference_step, the hand-written loop: mlp, eager
     round_s: float = 0.05  # steps per round are chosen so that one round of one arm lasts about this
 
 
@@ -65,25 +66,6 @@ class _Arm:
     role: str = "arm"  # "arm", "aa", "injected" or "reference" (the hand-written loop)
     inject: float = 0.0
     base: str = ""  # for controls: the label of the arm they copy
-
-
-def model_cost(spec: ModelSpec) -> tuple[int, int]:
-    """(parameters, FLOPs of one training step): dense and conv multiply-adds x 2, forward
-    plus backward (about twice the forward), so 3x the forward; other layers are negligible."""
-    shapes = infer_shapes(spec)
-    params, forward = 0, 0
-    for index, layer in enumerate(spec.layers):
-        in_shape, out_shape = shapes.inputs[index], shapes.outputs[index]
-        if isinstance(layer, Dense):
-            params += in_shape[0] * layer.units + layer.units
-            forward += 2 * in_shape[0] * layer.units
-        elif isinstance(layer, Conv2D):
-            taps = layer.kernel_size[0] * layer.kernel_size[1] * in_shape[2]
-            params += taps * layer.filters + layer.filters
-            forward += 2 * taps * layer.filters * out_shape[0] * out_shape[1]
-        elif layer.type == "batchnorm":
-            params += 2 * in_shape[-1]
-    return params, 3 * forward * spec.batch_size
 
 
 def _arms(spec: ModelSpec, plan: TimingPlan) -> list[_Arm]:
@@ -99,10 +81,10 @@ def _arms(spec: ModelSpec, plan: TimingPlan) -> list[_Arm]:
             arms.append(replace(base, label=f"{base.label} (+{plan.inject:.0%} injected)", role="injected",
                                 inject=plan.inject, base=base.label))
     if plan.reference_loop:
-        if spec != PRESETS["mlp"] or "eager" not in plan.modes or "baseline/eager" not in [a.label for a in arms]:
+        if spec != PRESETS["mlp"] or "eager" not in plan.modes or f"{BASELINE}/eager" not in [a.label for a in arms]:
             raise HarnessInputError("--reference-loop: the hand-written loop is the mlp preset's baseline in eager "
                                     "mode; use --model mlp with --variant baseline and --mode eager")
-        arms.append(_Arm(f"{reference_loops.LABEL}/eager", reference_loops.LABEL, "eager", spec, role="reference"))
+        arms.append(_Arm(f"{REFERENCE_LOOP}/eager", REFERENCE_LOOP, "eager", spec, role="reference"))
     labels = [arm.label for arm in arms]
     if len(set(labels)) != len(labels):
         raise ValueError(f"two arms share a label: {labels}")
@@ -142,7 +124,7 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
         progress(f"building and compiling {arm.label}")
         start = time.perf_counter()
         if arm.role == "reference":
-            step = reference_loops.bare_step(backend.name, x, y, device)
+            step = backend.reference_step(x, y)
         else:
             step = backend.build(arm.spec, arm.mode).timed_step(x, y)
         step()  # the first call compiles/traces: setup, not step time
@@ -221,16 +203,15 @@ def compare(a: TimingRecord, b: TimingRecord, floor: float | None, question: str
     if a.session != b.session:
         raise ValueError(f"arms {a.arm!r} and {b.arm!r} were not measured in the same session")
     pr = stats.paired_ratio(a.times_s, b.times_s)
-    verdict = stats.verdict(f"{a.backend} {a.model} {a.arm}", b.arm, pr, floor)
     mode = a.mode if a.mode == b.mode else f"{a.mode}->{b.mode}"
     return ComparisonRecord(
         backend=a.backend, model=a.model, device=a.device, mode=mode, threads=a.threads, a=a.arm, b=b.arm,
-        ratio=pr.ratio, ci_low=pr.ci_low, ci_high=pr.ci_high, verdict=verdict.label, noise_floor=floor,
-        sentence=verdict.sentence, session=a.session, question=question,
+        ratio=pr.ratio, ci_low=pr.ci_low, ci_high=pr.ci_high, noise_floor=floor, session=a.session,
+        question=question, n_pairs=pr.n_pairs,
     )
 
 
-CONTROL_QUESTIONS = {"aa": "aa_control", "injected": "injected_control"}
+CONTROL_QUESTIONS = {"aa": AA_CONTROL, "injected": INJECTED_CONTROL}
 
 
 def compare_against_first(records: list[TimingRecord]) -> list[ComparisonRecord]:
@@ -241,7 +222,7 @@ def compare_against_first(records: list[TimingRecord]) -> list[ComparisonRecord]
     found = []
     for other in records[1:]:
         if other.role == "reference":
-            a, b = other, next(r for r in records if r.role == "arm" and r.variant == "baseline" and r.mode == "eager")
+            a, b = other, next(r for r in records if r.role == "arm" and r.variant == BASELINE and r.mode == "eager")
         elif other.role in CONTROL_QUESTIONS:
             a, b = _base_of(other, records), other
         else:

@@ -1,27 +1,110 @@
 """Variants: composable transforms of a spec, written `--variant "dropout=0,bn=before"`.
 
-Keys (each at most once; applied in this order: bn, dropout, l1, l2):
-  bn=none|before|after     remove every BatchNorm right before/after a dropout layer, then (for
-                           before/after) put one (Keras defaults) immediately before/after each dropout
-  dropout=absent|RATE      remove every dropout layer, or set every dropout rate (0 <= RATE < 1)
-  l1=absent|VALUE          on every dense/conv2d kernel: no regularizer, or this penalty (>= 0)
-  l2=absent|VALUE          likewise for L2 (absent and 0 are different: see harness/spec.py)
-`baseline` is the spec as written. Shorthands: see SHORTHANDS.
+A variant axis is one small object (Axis): its key, how its value is parsed, how it changes a
+spec (layers or optimizer: `apply` gets the whole spec), and the values a full sweep visits.
+AXES lists them once, in the order they are applied; parsing, labels, `--help`, parity sweeps
+and suites all read that list. Adding an axis is adding one Axis to AXES.
 
+`baseline` is the spec as written. Shorthands (SHORTHANDS) are spellings of one key=value.
 bn is applied before dropout so that `bn=before,dropout=absent` puts BN where dropout was.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from harness.errors import HarnessInputError
-from harness.spec import KERNEL_LAYERS, BatchNorm, Dropout, ModelSpec, check_spec
+from harness.layers import KERNEL_LAYERS, BatchNorm, Dropout
+from harness.spec import ModelSpec, check_spec
 
 ABSENT = "absent"
-KEYS = ("bn", "dropout", "l1", "l2")
+BASELINE = "baseline"
 BN_PLACEMENTS = ("none", "before", "after")
+
+Value = str | float
+
+
+@dataclass(frozen=True)
+class Axis:
+    key: str
+    help: str  # one line: what the values mean
+    parse: Callable[[str, str], Value]  # (value text, "source: full text") -> value; HarnessInputError if bad
+    apply: Callable[[ModelSpec, Value], ModelSpec]
+    sweep: tuple[str, ...]  # the values a full sweep visits (parity checks every one)
+
+
+def _number(key: str, high: float | None) -> Callable[[str, str], Value]:
+    def parse(text: str, source: str) -> Value:
+        if text == ABSENT:
+            return ABSENT
+        try:
+            value = float(text)
+        except ValueError:
+            raise HarnessInputError(f"{source}: {key}={text!r} is not '{ABSENT}' or a number") from None
+        if not (math.isfinite(value) and value >= 0.0 and (high is None or value < high)):
+            limit = f"[0, {high:g})" if high is not None else "[0, inf)"
+            raise HarnessInputError(f"{source}: {key}={text}: {value:g} is not in {limit}")
+        return value
+
+    return parse
+
+
+def _parse_placement(text: str, source: str) -> Value:
+    if text not in BN_PLACEMENTS:
+        raise HarnessInputError(f"{source}: bn={text!r} is not one of {', '.join(BN_PLACEMENTS)}")
+    return text
+
+
+def _place_batchnorm(spec: ModelSpec, placement: Value) -> ModelSpec:
+    layers = list(spec.layers)
+
+    def next_to_dropout(index: int) -> bool:
+        neighbours = layers[max(index - 1, 0):index] + layers[index + 1:index + 2]
+        return any(isinstance(layer, Dropout) for layer in neighbours)
+
+    kept = [layer for i, layer in enumerate(layers) if not (isinstance(layer, BatchNorm) and next_to_dropout(i))]
+    if placement == "none":
+        return spec.with_layers(kept)
+    placed = []
+    for layer in kept:
+        if isinstance(layer, Dropout) and placement == "before":
+            placed += [BatchNorm(), layer]
+        elif isinstance(layer, Dropout):
+            placed += [layer, BatchNorm()]
+        else:
+            placed.append(layer)
+    return spec.with_layers(placed)
+
+
+def _set_dropout(spec: ModelSpec, rate: Value) -> ModelSpec:
+    if rate == ABSENT:
+        return spec.with_layers(layer for layer in spec.layers if not isinstance(layer, Dropout))
+    return spec.with_layers(Dropout(rate) if isinstance(layer, Dropout) else layer for layer in spec.layers)
+
+
+def _set_penalty(key: str) -> Callable[[ModelSpec, Value], ModelSpec]:
+    def apply(spec: ModelSpec, value: Value) -> ModelSpec:
+        penalty = None if value == ABSENT else value
+        return spec.with_layers(replace(layer, **{key: penalty}) if isinstance(layer, KERNEL_LAYERS) else layer
+                                for layer in spec.layers)
+
+    return apply
+
+
+AXES: tuple[Axis, ...] = (
+    Axis("bn", "none|before|after: remove every BatchNorm right before/after a dropout layer, then (before/after) "
+               "put one (Keras defaults) immediately before/after each dropout",
+         _parse_placement, _place_batchnorm, ("before", "after", "none")),
+    Axis("dropout", "absent|RATE: remove every dropout layer, or set every dropout rate (0 <= RATE < 1)",
+         _number("dropout", 1.0), _set_dropout, (ABSENT, "0", "0.5")),
+    Axis("l1", "absent|VALUE: on every dense/conv2d kernel, no L1 regularizer or this penalty (>= 0)",
+         _number("l1", None), _set_penalty("l1"), (ABSENT, "0.0001")),
+    Axis("l2", "absent|VALUE: likewise for L2 (absent and 0 differ: a zero penalty is still computed)",
+         _number("l2", None), _set_penalty("l2"), (ABSENT, "0", "0.0001")),
+)
+AXIS_BY_KEY = {axis.key: axis for axis in AXES}
 
 SHORTHANDS = {
     "no-dropout": "dropout=absent",
@@ -41,99 +124,65 @@ SHORTHANDS = {
 
 @dataclass(frozen=True)
 class Variant:
-    """A parsed variant. None means "leave as written"."""
+    """A parsed variant: (key, value) settings in AXES order. No settings: the baseline."""
 
-    bn: str | None = None
-    dropout: str | float | None = None
-    l1: str | float | None = None
-    l2: str | float | None = None
+    settings: tuple[tuple[str, Value], ...] = ()
+
+    @classmethod
+    def of(cls, **settings: Value) -> "Variant":
+        unknown = set(settings) - set(AXIS_BY_KEY)
+        if unknown:
+            raise ValueError(f"unknown variant keys {sorted(unknown)}")
+        return cls(tuple((axis.key, settings[axis.key]) for axis in AXES if axis.key in settings))
+
+    def get(self, key: str) -> Value | None:
+        return dict(self.settings).get(key)
 
     @property
     def label(self) -> str:
-        """Canonical text: keys in a fixed order, numbers in %g form; "baseline" when empty."""
-        parts = [f"{key}={_format(getattr(self, key))}" for key in KEYS if getattr(self, key) is not None]
-        return ",".join(parts) or "baseline"
+        """Canonical text: keys in AXES order, numbers in %g form; "baseline" when empty."""
+        return ",".join(f"{key}={_format(value)}" for key, value in self.settings) or BASELINE
 
 
-def _format(value: str | float) -> str:
+def _format(value: Value) -> str:
     return value if isinstance(value, str) else f"{value:.12g}"
-
-
-def _number(key: str, text: str, source: str, high: float | None) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise HarnessInputError(f"{source}: {key}={text!r} is not '{ABSENT}' or a number") from None
-    if not (math.isfinite(value) and value >= 0.0 and (high is None or value < high)):
-        limit = f"[0, {high:g})" if high is not None else "[0, inf)"
-        raise HarnessInputError(f"{source}: {key}={text}: {value:g} is not in {limit}")
-    return value
 
 
 def parse_variant(text: str, source: str = "--variant") -> Variant:
     text = text.strip()
-    if text in ("", "baseline"):
+    if text in ("", BASELINE):
         return Variant()
-    settings: dict[str, str | float] = {}
+    settings: dict[str, Value] = {}
     for part in text.split(","):
         part = SHORTHANDS.get(part.strip(), part.strip())
-        key, sep, value = part.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or key not in KEYS:
-            known = ", ".join(f"{k}=..." for k in KEYS)
+        key, sep, value = (piece.strip() for piece in part.partition("="))
+        if not sep or key not in AXIS_BY_KEY:
+            known = ", ".join(f"{k}=..." for k in AXIS_BY_KEY)
             raise HarnessInputError(
-                f"{source}: {part!r} in {text!r} is not a variant (use {known}, baseline or {', '.join(SHORTHANDS)})"
-            )
+                f"{source}: {part!r} in {text!r} is not a variant (use {known}, {BASELINE} or {', '.join(SHORTHANDS)})")
         if key in settings:
             raise HarnessInputError(f"{source}: {key} is given twice in {text!r}")
-        if key == "bn":
-            if value not in BN_PLACEMENTS:
-                raise HarnessInputError(f"{source}: bn={value!r} is not one of {', '.join(BN_PLACEMENTS)}")
-            settings[key] = value
-        else:
-            settings[key] = ABSENT if value == ABSENT else _number(key, value, source, 1.0 if key == "dropout" else None)
-    return Variant(**settings)
+        settings[key] = AXIS_BY_KEY[key].parse(value, source)
+    return Variant.of(**settings)
 
 
 def apply_variant(spec: ModelSpec, variant: Variant) -> ModelSpec:
     """The spec with the variant's changes; its name gets the variant label appended."""
-    layers = list(spec.layers)
-    if variant.bn is not None:
-        layers = _place_batchnorm(layers, variant.bn)
-    if variant.dropout == ABSENT:
-        layers = [layer for layer in layers if not isinstance(layer, Dropout)]
-    elif variant.dropout is not None:
-        layers = [Dropout(variant.dropout) if isinstance(layer, Dropout) else layer for layer in layers]
-    for key in ("l1", "l2"):
-        value = getattr(variant, key)
-        if value is not None:
-            penalty = None if value == ABSENT else value
-            layers = [replace(layer, **{key: penalty}) if isinstance(layer, KERNEL_LAYERS) else layer for layer in layers]
-    name = spec.name if variant == Variant() else f"{spec.name}[{variant.label}]"
-    result = spec.with_layers(layers, name=name)
+    result = spec
+    for key, value in variant.settings:
+        result = AXIS_BY_KEY[key].apply(result, value)
+    if variant.settings:
+        result = replace(result, name=f"{spec.name}[{variant.label}]")
     check_spec(result, f"{spec.name} with variant {variant.label}")
     return result
-
-
-def _place_batchnorm(layers: list, placement: str) -> list:
-    def next_to_dropout(index: int) -> bool:
-        neighbours = layers[max(index - 1, 0):index] + layers[index + 1:index + 2]
-        return any(isinstance(layer, Dropout) for layer in neighbours)
-
-    kept = [layer for i, layer in enumerate(layers) if not (isinstance(layer, BatchNorm) and next_to_dropout(i))]
-    if placement == "none":
-        return kept
-    placed = []
-    for layer in kept:
-        if isinstance(layer, Dropout) and placement == "before":
-            placed += [BatchNorm(), layer]
-        elif isinstance(layer, Dropout):
-            placed += [layer, BatchNorm()]
-        else:
-            placed.append(layer)
-    return placed
 
 
 def variant_spec(spec: ModelSpec, text: str) -> tuple[Variant, ModelSpec]:
     variant = parse_variant(text)
     return variant, apply_variant(spec, variant)
+
+
+def sweep(keys: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The baseline, then every sweep value of each axis (all axes, or these keys), one at a time."""
+    return (BASELINE, *(f"{axis.key}={value}" for axis in AXES if keys is None or axis.key in keys
+                        for value in axis.sweep))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from backends import BACKEND_NAMES
+from backends import backend_names
 
 
-@pytest.fixture(params=BACKEND_NAMES)
+@pytest.fixture(params=backend_names())
 def backend(request, backend_factory):
     return backend_factory(request.param)

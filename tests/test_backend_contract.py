@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
 from harness.data import synthetic_batch
 from harness.errors import HarnessInputError
-from harness.spec import PRESETS, load_spec
-from harness.timing import model_cost
+from harness.layers import LAYER_TYPES
+from harness.spec import PRESETS, load_spec, model_cost
 from harness.variants import variant_spec
 
 EXAMPLE = "tests/specs/issue_example.json"
@@ -131,3 +134,41 @@ def test_apply_gradients_is_one_optimizer_step(backend):
     model.apply_gradients(gradients)
     after = model.get_weights()
     assert all(np.allclose(after[k], before[k] - 0.125) for k in gradients)  # w - lr * g, plain SGD
+
+
+@dataclass(frozen=True)
+class _Mystery:
+    """A layer type no backend knows."""
+
+    type: ClassVar[str] = "mystery"
+
+    def output_shape(self, shape, where):
+        return shape
+
+
+def test_a_layer_type_without_a_builder_is_an_error_not_an_identity(backend):
+    spec = PRESETS["mlp"].with_layers([_Mystery(), *PRESETS["mlp"].layers])
+    with pytest.raises(NotImplementedError, match=f"{backend.name} backend has no builder for layer type 'mystery'"):
+        backend.build(spec)
+
+
+def test_every_layer_type_builds(backend):
+    spec = load_spec("tests/specs/odd_deeper_cnn.json")
+    assert {layer.type for layer in spec.layers} == set(LAYER_TYPES)  # this spec uses every type
+    x, y = synthetic_batch(spec)
+    assert np.isfinite(backend.build(spec).train_step(x, y))
+
+
+def test_set_weights_rejects_a_wrong_shape(backend):
+    model = backend.build(PRESETS["mlp"])
+    weights = model.get_weights()
+    weights["0.weight"] = weights["0.weight"].T
+    with pytest.raises(ValueError, match=r"weights\['0.weight'\]: shape \(784, 512\)"):
+        model.set_weights(weights)
+
+
+def test_mode_and_device_are_checked_once_for_every_backend(backend):
+    with pytest.raises(HarnessInputError, match=f"--mode: {backend.name} has no mode 'warp'"):
+        backend.build(PRESETS["mlp"], "warp")
+    with pytest.raises(HarnessInputError, match=f"--device: {backend.name} has no device 'abacus'"):
+        type(backend)(device="abacus")

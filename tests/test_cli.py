@@ -18,7 +18,6 @@ def harness(*args, cwd=None):
     (["parity", "--spec", "no/such/spec.json"], "no/such/spec.json"),
     (["parity", "--model", "mlp", "--variant", "dropout=2"], "dropout=2"),
     (["time", "--backend", "torch", "--variant", "wobble=1"], "wobble=1"),
-    (["time", "--backend", "torch", "--variant", "baseline", "--device", "cuda"], "cuda"),
     (["inspect", "--backend", "torch", "--variant", "baseline", "--spec", "tests/specs/issue_example.json",
       "--model", "mlp"], "not allowed with"),
 ])
@@ -49,7 +48,8 @@ def test_time_json_records(tmp_path):
     comparisons = [r for r in records if r["kind"] == "comparison"]
     assert [r["role"] for r in timing] == ["arm", "arm", "aa"]
     assert all(len(r["times_s"]) == 5 and r["median_s"] > 0 for r in timing)
-    assert {"a", "b", "ratio", "ci_low", "ci_high", "verdict"} <= comparisons[0].keys()
+    assert {"a", "b", "ratio", "ci_low", "ci_high", "noise_floor", "n_pairs"} <= comparisons[0].keys()
+    assert comparisons[0]["n_pairs"] == 5
     assert comparisons[0]["ci_low"] <= comparisons[0]["ratio"] <= comparisons[0]["ci_high"]
 
 
@@ -65,18 +65,26 @@ def test_run_writes_a_report_and_resumes(tmp_path):
     lines = (out / "results.jsonl").read_text().splitlines()
     again = harness(*args, "--resume")
     assert again.returncode == 0, again.stderr
-    assert "2 skipped" in again.stdout
+    assert "2 already ok from an earlier run" in again.stdout
     assert (out / "results.jsonl").read_text().splitlines() == lines  # nothing redone
 
 
-def test_missing_tensorflow_is_one_line_or_a_skip(monkeypatch, capsys):
+def test_a_missing_device_is_a_skip_with_its_reason():
+    result = harness("time", "--backend", "torch", "--variant", "baseline", "--device", "cuda")
+    if result.returncode == 0:
+        pytest.skip("this machine has a CUDA GPU")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.strip() == "skipped: --device cuda: this torch build sees no CUDA GPU"
+
+
+def test_missing_tensorflow_is_a_skip_with_its_reason(monkeypatch, capsys):
     import backends.tensorflow_backend as tfb
     from backends.base import Availability
     from harness.cli import main
 
     monkeypatch.setattr(tfb.TensorFlowBackend, "availability",
                         classmethod(lambda cls: Availability(False, "not installed here")))
-    assert main(["time", "--backend", "tensorflow", "--variant", "baseline"]) == 2
+    assert main(["time", "--backend", "tensorflow", "--variant", "baseline"]) == 3
+    assert "skipped: --backend tensorflow: not available: not installed here" in capsys.readouterr().err
+    assert main(["parity", "--model", "mlp", "--variant", "baseline", "--against", "tensorflow"]) == 3
     assert "not installed here" in capsys.readouterr().err
-    assert main(["parity", "--model", "mlp", "--variant", "baseline"]) == 0
-    assert "skipped: tensorflow: not installed here" in capsys.readouterr().out

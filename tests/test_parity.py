@@ -50,7 +50,7 @@ def test_keras_native_adam_epsilon_is_caught(pair, monkeypatch):
 def test_unbiased_variance_conversion_is_needed(pair, monkeypatch):
     import harness.parity as parity
 
-    monkeypatch.setattr(parity, "_unbiased_running_var", lambda spec, w, start, steps, batch: w)
+    monkeypatch.setattr(parity, "_as_reference_running_var", lambda spec, ref, other, w, start, steps, batch: w)
     records = {r.check: r for r in check_variant(*pair, PRESETS["mlp"], "bn=before,dropout=0")}
     assert not records["bn_running_stats[sgd_momentum]"].passed
     assert np.isfinite(records["bn_running_stats[sgd_momentum]"].max_rel_err)

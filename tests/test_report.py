@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessInputError
-from harness.questions import GRAPH_QUESTIONS, TIMING_QUESTIONS
+from harness.questions import AA_CONTROL, GRAPH_QUESTIONS, INJECTED_CONTROL, TIMING_QUESTIONS
 from harness.records import CaseRecord, ComparisonRecord, InspectRecord, ParityRecord, TimingRecord
 from harness.report import ReportPaths, build_report
-from harness.stats import paired_ratio, verdict
+from harness.stats import paired_ratio
 
 ROUNDS = 15
 QUESTION = {q.key: q for q in TIMING_QUESTIONS}
@@ -36,11 +36,10 @@ def _timing(backend, variant, arm, times, session, role="arm", mode="eager"):
 
 def _comparison(a: TimingRecord, b: TimingRecord, question: str, noise_floor: float | None) -> ComparisonRecord:
     pr = paired_ratio(a.times_s, b.times_s)
-    said = verdict(a.arm, b.arm, pr, noise_floor)
     return ComparisonRecord(
         backend=a.backend, model=a.model, device=a.device, mode=a.mode, threads=a.threads, a=a.arm, b=b.arm,
-        ratio=pr.ratio, ci_low=pr.ci_low, ci_high=pr.ci_high, verdict=said.label, noise_floor=noise_floor,
-        sentence=said.sentence, session=a.session, question=question)
+        ratio=pr.ratio, ci_low=pr.ci_low, ci_high=pr.ci_high, noise_floor=noise_floor,
+        session=a.session, question=question, n_pairs=pr.n_pairs)
 
 
 def _session(backend: str, base_s: float, seed: int) -> list:
@@ -54,10 +53,10 @@ def _session(backend: str, base_s: float, seed: int) -> list:
     injected = _timing(backend, "baseline", "baseline +5%", noisy(1.05), session, role="injected")
     absent = _timing(backend, "dropout=absent", "dropout=absent", noisy(1.0), session)
     zero = _timing(backend, "dropout=0", "dropout=0", noisy(1.10), session)
-    aa_cmp = _comparison(base, aa, "aa_control", None)
+    aa_cmp = _comparison(base, aa, AA_CONTROL, None)
     floor = max(abs(aa_cmp.ci_low - 1), abs(aa_cmp.ci_high - 1))
     return [base, aa, injected, absent, zero, aa_cmp,
-            _comparison(base, injected, "injected_control", floor),
+            _comparison(base, injected, INJECTED_CONTROL, floor),
             _comparison(absent, zero, "dropout_p0_cost", floor)]
 
 
@@ -147,8 +146,9 @@ def test_verdicts_come_first_with_the_records_sentences(report):
     for backend in ("torch", "tensorflow"):
         where = f"- **{backend} / mlp / cpu / eager**: "
         line = next(ln for ln in verdicts.splitlines() if ln.startswith(where + "dropout=0"))
-        assert re.search(r"dropout=0 is (9|10|11)\.\d% slower than dropout=absent \(ratio 1\.\d{3}, 95% CI", line)
-    assert "dropout=0 is" in page and "slower than dropout=absent" in page
+        assert re.search(rf"dropout=0 is (9|10|11)\.\d% slower than {backend} mlp dropout=absent \(ratio 1\.\d{{3}}, "
+                         r"95% CI", line)
+    assert "dropout=0 is" in page and "slower than torch mlp dropout=absent" in page
 
 
 @pytest.mark.parametrize("question", [q for q in TIMING_QUESTIONS if q.key != "dropout_p0_cost"], ids=lambda q: q.key)
@@ -188,10 +188,83 @@ def test_controls_report_noise_floor_and_injected_detection(report):
         assert "injected 5% slowdown detected (ratio 1.0" in line
 
 
-def test_pytorch_vs_tensorflow_uses_the_baselines(report):
+def test_reference_vs_other_backend_uses_the_baselines(report):
     verdicts = _section(report[1], "Verdicts")
-    match = re.search(r"- \*\*mlp / cpu / eager\*\*: PyTorch is faster than TensorFlow: it takes (\d+\.\d)% less time per step", verdicts)
+    match = re.search(r"- \*\*mlp / cpu / eager\*\*: torch is faster than tensorflow: "
+                      r"it takes (\d+\.\d)% less time per step", verdicts)
     assert match and 28 < float(match.group(1)) < 38  # 2 ms vs 3 ms
+    assert "torch ÷ tensorflow time per training step" in _section(report[1], "Plots")
+
+
+def test_framework_ratio_names_the_reference_and_each_other_backend(tmp_path):
+    cases = [(f"time/{backend}/mlp/cpu/eager", _session(backend, base_s, seed), _ok(f"time/{backend}/mlp/cpu/eager"))
+             for backend, base_s, seed in (("torch", 0.002, 1), ("tensorflow", 0.003, 2), ("torch2", 0.004, 3))]
+    markdown = build_report([_write_run(tmp_path / "run", cases)]).markdown.read_text(encoding="utf-8")
+    verdicts = _section(markdown, "Verdicts")
+    question = verdicts[verdicts.index("How does the reference backend's (torch) time per training step"):]
+    lines = question.split("\n\n")[1].splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("- **mlp / cpu / eager**: torch is faster than tensorflow: it takes ")
+    assert lines[1].startswith("- **mlp / cpu / eager**: torch is faster than torch2: it takes ")
+    assert "PyTorch" not in markdown and "TensorFlow" not in markdown
+    assert "torch ÷ tensorflow, torch ÷ torch2 time per training step" in _section(markdown, "Plots")
+
+
+def test_framework_ratio_without_the_reference_backend_is_not_measured(tmp_path):
+    folder = _write_run(tmp_path / "run", [("time/tensorflow/mlp/cpu/eager", _session("tensorflow", 0.003, 2),
+                                            _ok("time/tensorflow/mlp/cpu/eager"))])
+    markdown = build_report([folder]).markdown.read_text(encoding="utf-8")
+    verdicts = _section(markdown, "Verdicts")
+    after = verdicts[verdicts.index("How does the reference backend's (torch)"):].split("\n\n")[1]
+    assert after.strip() == "- Not measured in this run."
+    assert "_torch ÷ each other backend time per training step (baseline, 95% CI): no data in this run._" in markdown
+
+
+@pytest.mark.parametrize("bad, error", [
+    ({"median_s": "fast"}, "field 'median_s' is \"fast\""),
+    ({"kind": ["timing"]}, "unknown kind ['timing']"),
+    ({"iqr_s": float("nan")}, "field 'iqr_s' is NaN"),
+    ({"threads": None}, "field 'threads' is null"),
+], ids=["string-number", "list-kind", "nan", "null-int"])
+def test_invalid_record_is_skipped_with_a_warning_in_the_report(tmp_path, bad, error):
+    folder = _write_run(tmp_path / "run", _standard_cases())
+    results = folder / "results.jsonl"
+    lines = results.read_text(encoding="utf-8").splitlines()
+    broken = _timing("torch", "baseline", "broken-arm", [0.002] * ROUNDS, "torch-mlp-cpu-eager")
+    lines.insert(1, json.dumps({**broken.as_dict(), **bad, "case_id": "time/torch/mlp/cpu/eager"}))
+    results.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    markdown = build_report([folder]).markdown.read_text(encoding="utf-8")
+    warning = next(line for line in _section(markdown, "Warnings").splitlines() if "record 2 " in line)
+    assert warning.startswith(f"{results}: record 2 was skipped: ") and error in warning
+    assert "broken-arm" not in markdown
+    assert "dropout=0 is" in _section(markdown, "Verdicts") and "4 cases ok, 1 missing" in markdown
+
+
+def test_invalid_comparison_gives_no_verdict(tmp_path):
+    folder = _write_run(tmp_path / "run", _standard_cases())
+    session = _session("torch", 0.002, 1)
+    bad = {**session[-1].as_dict(), "backend": "bad-backend", "ratio": "1.5", "case_id": "time/torch/mlp/cpu/eager"}
+    lines = (folder / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    (folder / "results.jsonl").write_text("\n".join([json.dumps(bad), *lines]) + "\n", encoding="utf-8")
+    markdown = build_report([folder]).markdown.read_text(encoding="utf-8")
+    assert "record 1 was skipped: field 'ratio' is \"1.5\"" in _section(markdown, "Warnings")
+    assert "bad-backend" not in markdown
+
+
+def test_old_comparisons_have_their_stored_verdict_and_sentence_ignored(tmp_path):
+    folder = _write_run(tmp_path / "run", _standard_cases())
+    results = folder / "results.jsonl"
+    stale = []
+    for line in results.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record["kind"] == "comparison":
+            record.update(schema=1, verdict="faster", sentence="A stale sentence.")
+            del record["n_pairs"]
+        stale.append(json.dumps(record))
+    results.write_text("\n".join(stale) + "\n", encoding="utf-8")
+    markdown = build_report([folder]).markdown.read_text(encoding="utf-8")
+    assert "stale" not in markdown and "| faster |" not in _section(markdown, "Comparisons")
+    assert "dropout=0 is" in _section(markdown, "Verdicts") and "| slower |" in _section(markdown, "Comparisons")
 
 
 def test_failed_case_is_listed_with_its_error_and_its_records_left_out(report):

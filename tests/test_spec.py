@@ -15,10 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessInputError
-from harness.spec import (
-    PRESETS, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ModelSpec, Optimizer, check_spec,
-    infer_shapes, load_spec, parse_spec, same_padding,
-)
+from harness.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, same_padding
+from harness.spec import PRESETS, ModelSpec, Optimizer, check_spec, infer_shapes, load_spec, parse_spec
 
 SPECS_DIR = Path(__file__).parent / "specs"
 SPEC_FILES = sorted(SPECS_DIR.glob("*.json"))
@@ -346,11 +344,11 @@ def test_issue_example_loads_with_its_values():
     spec = load_spec(SPECS_DIR / "issue_example.json")
     conv, bn, pool, drop, flat, hidden, head = spec.layers
     assert spec.input_shape == (28, 28, 1) and spec.num_classes == 10
-    assert conv == Conv2D(16, (3, 3), (1, 1), "same", "relu", l1=None, l2=0.0)
+    assert conv == Conv2D(16, (3, 3), (1, 1), "same", activation="relu", l1=None, l2=0.0)
     assert bn == BatchNorm(0.99, 0.001)
     assert pool == MaxPool2D((2, 2)) and pool.effective_strides == (2, 2)
     assert drop == Dropout(0.25) and flat == Flatten()
-    assert hidden == Dense(64, "relu", l1=0.0, l2=0.0001)
+    assert hidden == Dense(64, activation="relu", l1=0.0, l2=0.0001)
     assert head == Dense(10) and head.l1 is None and head.l2 is None
     assert spec.optimizer == Optimizer("sgd", lr=0.01, momentum=0.9)
     assert (spec.batch_size, spec.seed) == (32, 0)
@@ -446,10 +444,10 @@ def test_defaults_are_filled_in():
                       {"type": "maxpool2d", "pool_size": 2}, {"type": "batchnorm"}, FLATTEN)
     spec = parse_spec(data)
     conv, pool, bn = spec.layers[:3]
-    assert conv == Conv2D(3, (2, 3), (1, 1), "valid", "linear", None, None)
+    assert conv == Conv2D(3, (2, 3), (1, 1), "valid", activation="linear", l1=None, l2=None)
     assert pool.strides is None and pool.effective_strides == (2, 2) and pool.padding == "valid"
     assert bn == BatchNorm(0.99, 1e-3)
-    assert spec.layers[-1] == Dense(3, "linear", None, None)
+    assert spec.layers[-1] == Dense(3, activation="linear", l1=None, l2=None)
     assert spec.optimizer == Optimizer("sgd", 0.1, momentum=0.0)
     assert (spec.batch_size, spec.seed) == (32, 0)
 

@@ -4,30 +4,48 @@ from __future__ import annotations
 
 import pytest
 
+from backends.base import Availability, Backend, Model
 from harness.errors import HarnessInputError
-from harness.spec import PRESETS
-from harness.timing import TimingPlan, compare_against_first, measure, model_cost
+from harness.spec import PRESETS, model_cost
+from harness.timing import TimingPlan, compare_against_first, measure
 
 
-class _FakeModel:
-    def __init__(self, log, label):
-        self.log, self.label = log, label
+class _FakeModel(Model):
+    """Times nothing: each step appends the model's label to the backend's log."""
+
+    def __init__(self, spec, mode, log):
+        super().__init__(spec, mode)
+        self.log, self.label = log, f"{spec.name}/{mode}"
 
     def timed_step(self, x, y):
         return lambda: self.log.append(self.label)
 
+    def _unused(self, *args):
+        raise AssertionError("timing must only call timed_step")
 
-class _FakeBackend:
+    get_weights = _load_weights = forward = loss = gradients = apply_gradients = train_step = graph_counts = _unused
+
+
+class _FakeBackend(Backend):
     name = "fake"
+    MODES = ("eager", "compiled")
+    DEVICES = ("cpu",)
 
-    def __init__(self):
+    @classmethod
+    def availability(cls):
+        return Availability(True)
+
+    def _configure(self, device, threads):
         self.log = []
 
-    def build(self, spec, mode="eager"):
-        return _FakeModel(self.log, f"{spec.name}/{mode}")
+    def _build(self, spec, mode, dtype):
+        return _FakeModel(spec, mode, self.log)
 
     def settings(self):
         return {"intra_op_threads": 2, "tf32": False}
+
+    def dropout_probe(self, rate, x, training):
+        raise AssertionError("timing must not probe dropout")
 
 
 def test_arms_roles_and_pairing():

@@ -8,9 +8,8 @@ import copy
 import pytest
 
 from harness.errors import HarnessInputError
-from harness.spec import (
-    KERNEL_LAYERS, PRESETS, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ModelSpec, Optimizer, check_spec,
-)
+from harness.layers import KERNEL_LAYERS, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D
+from harness.spec import PRESETS, ModelSpec, Optimizer, check_spec
 from harness.variants import SHORTHANDS, Variant, apply_variant, parse_variant
 
 # 0 conv, 1 BN not next to a dropout, 2 pool, 3 dropout, 4 flatten, 5 dense, 6 BN right before
@@ -25,7 +24,7 @@ SPEC = ModelSpec(
         MaxPool2D((2, 2)),
         Dropout(0.25),
         Flatten(),
-        Dense(16, "relu", l1=0.001),
+        Dense(16, activation="relu", l1=0.001),
         BatchNorm(momentum=0.9),
         Dropout(0.5),
         Dense(3),
@@ -58,41 +57,41 @@ def types(spec: ModelSpec) -> list[str]:
     ("baseline", Variant()),
     ("", Variant()),
     ("  baseline ", Variant()),
-    ("dropout=absent", Variant(dropout="absent")),
-    ("dropout=0", Variant(dropout=0.0)),
-    ("dropout=0.5", Variant(dropout=0.5)),
-    ("dropout=.5", Variant(dropout=0.5)),
-    ("bn=none", Variant(bn="none")),
-    ("bn=before", Variant(bn="before")),
-    ("bn=after", Variant(bn="after")),
-    ("l1=absent", Variant(l1="absent")),
-    ("l1=0", Variant(l1=0.0)),
-    ("l1=1e-3", Variant(l1=0.001)),
-    ("l2=absent", Variant(l2="absent")),
-    ("l2=0", Variant(l2=0.0)),
-    ("l2=0.0001", Variant(l2=0.0001)),
-    ("l2=2", Variant(l2=2.0)),
-    ("dropout=0,bn=before", Variant(bn="before", dropout=0.0)),
-    (" dropout = 0.5 , bn=after ", Variant(bn="after", dropout=0.5)),
-    ("l2=absent,l1=0,dropout=absent,bn=none", Variant(bn="none", dropout="absent", l1=0.0, l2="absent")),
+    ("dropout=absent", Variant.of(dropout="absent")),
+    ("dropout=0", Variant.of(dropout=0.0)),
+    ("dropout=0.5", Variant.of(dropout=0.5)),
+    ("dropout=.5", Variant.of(dropout=0.5)),
+    ("bn=none", Variant.of(bn="none")),
+    ("bn=before", Variant.of(bn="before")),
+    ("bn=after", Variant.of(bn="after")),
+    ("l1=absent", Variant.of(l1="absent")),
+    ("l1=0", Variant.of(l1=0.0)),
+    ("l1=1e-3", Variant.of(l1=0.001)),
+    ("l2=absent", Variant.of(l2="absent")),
+    ("l2=0", Variant.of(l2=0.0)),
+    ("l2=0.0001", Variant.of(l2=0.0001)),
+    ("l2=2", Variant.of(l2=2.0)),
+    ("dropout=0,bn=before", Variant.of(bn="before", dropout=0.0)),
+    (" dropout = 0.5 , bn=after ", Variant.of(bn="after", dropout=0.5)),
+    ("l2=absent,l1=0,dropout=absent,bn=none", Variant.of(bn="none", dropout="absent", l1=0.0, l2="absent")),
 ])
 def test_long_forms(text, expected):
     assert parse_variant(text) == expected
 
 
 SHORTHAND_MEANINGS = {
-    "no-dropout": Variant(dropout="absent"),
-    "dropout-absent": Variant(dropout="absent"),
-    "dropout-p0": Variant(dropout=0.0),
-    "dropout-p0.5": Variant(dropout=0.5),
-    "bn-before-dropout": Variant(bn="before"),
-    "bn-after-dropout": Variant(bn="after"),
-    "no-bn": Variant(bn="none"),
-    "no-l2": Variant(l2="absent"),
-    "l2-absent": Variant(l2="absent"),
-    "l2-0": Variant(l2=0.0),
-    "no-l1": Variant(l1="absent"),
-    "l1-0": Variant(l1=0.0),
+    "no-dropout": Variant.of(dropout="absent"),
+    "dropout-absent": Variant.of(dropout="absent"),
+    "dropout-p0": Variant.of(dropout=0.0),
+    "dropout-p0.5": Variant.of(dropout=0.5),
+    "bn-before-dropout": Variant.of(bn="before"),
+    "bn-after-dropout": Variant.of(bn="after"),
+    "no-bn": Variant.of(bn="none"),
+    "no-l2": Variant.of(l2="absent"),
+    "l2-absent": Variant.of(l2="absent"),
+    "l2-0": Variant.of(l2=0.0),
+    "no-l1": Variant.of(l1="absent"),
+    "l1-0": Variant.of(l1=0.0),
 }
 
 
@@ -106,7 +105,7 @@ def test_shorthand_equals_its_long_form(shorthand):
 
 
 def test_shorthands_combine_with_long_forms():
-    assert parse_variant("no-dropout, bn-before-dropout,l2=0") == Variant(bn="before", dropout="absent", l2=0.0)
+    assert parse_variant("no-dropout, bn-before-dropout,l2=0") == Variant.of(bn="before", dropout="absent", l2=0.0)
 
 
 @pytest.mark.parametrize("first, second", [

@@ -1,11 +1,15 @@
 """Durable execution of a run's cases, one after another, each in its own process.
 
+(`python -m harness run` plans the cases in harness/run_suite.py; this module only executes them.)
+
 A case is a command that writes its result records, as a JSON array, to the path the runner
 substitutes for the `{json}` token in its argv. The runner appends each finished case to
 `results.jsonl` as one block: the case's records (each with `case_id` added), the records derived
 from them by `postprocess`, then its CaseRecord, flushed and fsynced, so a killed run loses only
 the case in flight. A block without its CaseRecord at the end of the file is the trace of such a
-kill and is dropped. The case's stdout and stderr go to `logs/<case_id>.log`.
+kill and is dropped. The case's stdout and stderr go to `logs/<case_id>.log`. A case that exits
+with EXIT_SKIPPED (its backend or device is not available here) is recorded as "skipped" with
+the reason it printed.
 
 Cases run strictly one at a time: they are timing measurements, and a second case would be noise
 in the first. This process must not import a framework (that starts thread pools that compete
@@ -39,17 +43,17 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from harness.errors import HarnessInputError
-from harness.records import CaseRecord
+from harness.errors import EXIT_SKIPPED, HarnessInputError
+from harness.records import RESULTS_FILE, CaseRecord, read_results
 
 JSON_TOKEN = "{json}"
-RESULTS_FILE = "results.jsonl"
 LOGS_DIR = "logs"
 LOCK_FILE = ".lock"
 
 OK = "ok"
 FAILED = "failed"
 TIMEOUT = "timeout"
+SKIPPED = "skipped"
 INTERRUPTED = "interrupted"
 
 STDERR_TAIL_LINES = 20
@@ -68,21 +72,24 @@ class Case:
 
 
 @dataclass(frozen=True)
-class RunSummary:
+class CaseTally:
+    """How the cases of one run_cases call ended; `already_ok` were finished by an earlier run."""
+
     ok: int
     failed: int
     timeout: int
     skipped: int
+    already_ok: int
     total_s: float
     run_dir: Path
 
 
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run, after the case in flight was killed and recorded as interrupted."""
+class CasesInterrupted(KeyboardInterrupt):
+    """Ctrl-C during run_cases, after the case in flight was killed and recorded as interrupted."""
 
-    def __init__(self, summary: RunSummary):
-        super().__init__(summary)
-        self.summary = summary
+    def __init__(self, tally: CaseTally):
+        super().__init__(tally)
+        self.tally = tally
 
 
 @dataclass(frozen=True)
@@ -97,11 +104,6 @@ class _Outcome:
 def latest_case_status(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     """Map each case_id to the status of its last CaseRecord."""
     return {r["case_id"]: r["status"] for r in records if r.get("kind") == CaseRecord.kind}
-
-
-def read_results(path: Path) -> list[dict[str, Any]]:
-    """The records of the finished cases in a results.jsonl (see `_finished_prefix`)."""
-    return _finished_prefix(path)[0]
 
 
 @contextlib.contextmanager
@@ -134,13 +136,13 @@ def run_cases(
     postprocess: Postprocess | None = None,
     stop_on_failure: bool = False,
     env: Mapping[str, str] | None = None,
-) -> RunSummary:
+) -> CaseTally:
     """Run the cases in order, appending each finished one to run_dir/results.jsonl.
 
-    The caller holds lock_run_dir(run_dir) (harness/run.py holds it for the whole run).
+    The caller holds lock_run_dir(run_dir) (harness/run_suite.py holds it for the whole run).
     `env` holds variables set for every case on top of this process's environment. With
     `resume`, cases whose latest status is "ok" are skipped. Ctrl-C kills the case in flight,
-    records it as failed "interrupted" and raises RunInterrupted.
+    records it as failed "interrupted" and raises CasesInterrupted.
     """
     _check_unique_ids(cases)
     run_dir = Path(run_dir)
@@ -150,14 +152,14 @@ def run_cases(
     (run_dir / LOGS_DIR).mkdir(parents=True, exist_ok=True)
     child_env = {**os.environ, **(env or {})}
     counts: Counter[str] = Counter()
-    skipped = len(cases) - len(todo)
+    already_ok = len(cases) - len(todo)
     started = time.monotonic()
 
-    def summary() -> RunSummary:
-        return RunSummary(counts[OK], counts[FAILED], counts[TIMEOUT], skipped,
-                          time.monotonic() - started, run_dir)
+    def tally() -> CaseTally:
+        return CaseTally(counts[OK], counts[FAILED], counts[TIMEOUT], counts[SKIPPED], already_ok,
+                         time.monotonic() - started, run_dir)
 
-    with _make_progress(todo, skipped) as progress:
+    with _make_progress(todo, already_ok) as progress:
         for case in todo:
             progress.start(case)
             case_started = time.monotonic()
@@ -170,13 +172,13 @@ def run_cases(
                 _append(results, [record.as_dict()])
                 counts[FAILED] += 1
                 progress.finish(case, FAILED, record.elapsed_s)
-                raise RunInterrupted(summary()) from None
+                raise CasesInterrupted(tally()) from None
             _append(results, block)
             counts[outcome.status] += 1
             progress.finish(case, outcome.status, outcome.elapsed_s)
-            if stop_on_failure and outcome.status != OK:
+            if stop_on_failure and outcome.status in (FAILED, TIMEOUT):
                 break
-    return summary()
+    return tally()
 
 
 def _check_unique_ids(cases: Sequence[Case]) -> None:
@@ -193,44 +195,13 @@ def _prepare_results(results: Path, resume: bool) -> dict[str, str]:
         raise HarnessInputError(
             f"{results.parent}: this folder already has results; "
             "use --resume to continue that run, or another --out")
-    records, end = _finished_prefix(results)
-    with open(results, "r+b") as handle:
-        handle.truncate(end)
-    return latest_case_status(records)
-
-
-def _finished_prefix(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """Records up to the last CaseRecord, and the byte offset where they end.
-
-    Anything after the last CaseRecord is a block cut short by a kill (it may end in a truncated
-    line); it is dropped with a warning. Bad JSON before it means the file is damaged.
-    """
-    records: list[dict[str, Any]] = []
-    kept, end, offset = 0, 0, 0
-    bad_line = None
-    unfinished = False
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            offset += len(raw)
-            if not raw.strip():
-                continue
-            unfinished = True
-            try:
-                record = json.loads(raw)
-            except ValueError:  # also a UTF-8 sequence cut in half
-                record = None
-            if not isinstance(record, dict):
-                bad_line = bad_line or number
-                continue
-            records.append(record)
-            if record.get("kind") == CaseRecord.kind and raw.endswith(b"\n"):
-                if bad_line is not None:
-                    raise HarnessInputError(f"{path}: line {bad_line}: not a JSON object")
-                kept, end, unfinished = len(records), offset, False
-    if unfinished:
-        print(f"warning: {path}: ignoring an unfinished case at the end of the file "
+    found = read_results(results)
+    if found.warnings or len(found.records) > found.finished:
+        print(f"warning: {results}: ignoring an unfinished case at the end of the file "
               "(the run was killed while writing it)", file=sys.stderr)
-    return records[:kept], end
+    with open(results, "r+b") as handle:
+        handle.truncate(found.finished_end)
+    return latest_case_status(found.records[:found.finished])
 
 
 def _log_name(case: Case) -> str:
@@ -254,6 +225,8 @@ def _execute(case: Case, log_path: Path, env: Mapping[str, str]) -> _Outcome:
         elapsed = time.monotonic() - started
         if timed_out:
             return _Outcome(TIMEOUT, returncode, elapsed, f"timed out after {case.timeout_s:g} s", [])
+        if returncode == EXIT_SKIPPED:
+            return _Outcome(SKIPPED, returncode, elapsed, _stderr_tail(err_path, returncode, lines=1), [])
         if returncode != 0:
             return _Outcome(FAILED, returncode, elapsed, _stderr_tail(err_path, returncode), [])
         try:
@@ -304,11 +277,11 @@ def _write_log(log_path: Path, argv: list[str], out_path: Path, err_path: Path) 
     log_path.write_text("".join(parts), encoding="utf-8")
 
 
-def _stderr_tail(err_path: Path, returncode: int) -> str:
-    lines = err_path.read_text(encoding="utf-8", errors="replace").rstrip().splitlines()
-    if not lines:
+def _stderr_tail(err_path: Path, returncode: int, lines: int = STDERR_TAIL_LINES) -> str:
+    text = err_path.read_text(encoding="utf-8", errors="replace").rstrip().splitlines()
+    if not text:
         return f"exited with code {returncode} and no message on stderr"
-    return "\n".join(lines[-STDERR_TAIL_LINES:])
+    return "\n".join(text[-lines:])
 
 
 def _load_records(json_path: Path) -> list[dict[str, Any]]:
@@ -344,9 +317,9 @@ def _append(results: Path, records: list[dict[str, Any]]) -> None:
         os.fsync(handle.fileno())
 
 
-def _make_progress(todo: Sequence[Case], skipped: int):
-    if skipped:
-        print(f"resuming: {skipped} cases already ok, {len(todo)} to run", file=sys.stderr)
+def _make_progress(todo: Sequence[Case], already_ok: int):
+    if already_ok:
+        print(f"resuming: {already_ok} cases already ok, {len(todo)} to run", file=sys.stderr)
     return _BarProgress(todo) if sys.stderr.isatty() else _PlainProgress(todo)
 
 

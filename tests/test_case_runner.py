@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from harness import runner
-from harness.errors import HarnessInputError
-from harness.records import SCHEMA_VERSION, read_jsonl
-from harness.runner import Case, RunInterrupted, latest_case_status, read_results, run_cases
+from harness import case_runner as runner
+from harness.case_runner import Case, CasesInterrupted, latest_case_status, run_cases
+from harness.errors import EXIT_SKIPPED, HarnessInputError
+from harness.records import RESULTS_FILE, SCHEMA_VERSION, read_results
 
 WRITE_ONE = (
-    "import json, sys; json.dump([{'schema': 1, 'kind': 'timing', 'value': 42}], open(sys.argv[1], 'w'))"
+    f"import json, sys; json.dump([{{'schema': {SCHEMA_VERSION}, 'kind': 'timing', 'value': 42}}], open(sys.argv[1], 'w'))"
 )
 
 
@@ -34,7 +34,9 @@ def marking(marker: Path, code: str) -> str:
 
 
 def results_of(run_dir: Path) -> list[dict]:
-    return read_jsonl(run_dir / runner.RESULTS_FILE)
+    found = read_results(run_dir / RESULTS_FILE)
+    assert found.warnings == () and found.finished == len(found.records)
+    return list(found.records)
 
 
 def case_records(run_dir: Path) -> dict[str, dict]:
@@ -185,7 +187,7 @@ def test_timeout_falls_back_to_sigkill_when_sigterm_is_ignored(tmp_path, monkeyp
 
 
 def test_stop_on_failure_stops_after_the_first_failure(tmp_path):
-    cases = [py_case("a", "raise SystemExit(3)"), py_case("b", WRITE_ONE)]
+    cases = [py_case("a", "raise SystemExit(4)"), py_case("b", WRITE_ONE)]
     summary = run_cases(cases, tmp_path, resume=False, stop_on_failure=True)
 
     assert list(case_records(tmp_path)) == ["a"]
@@ -205,7 +207,7 @@ def test_resume_reruns_only_the_cases_that_are_not_ok(tmp_path):
 
     runs = {name: len(path.read_text().splitlines()) for name, path in markers.items()}
     assert runs == {"a": 1, "b": 2, "c": 1}
-    assert (summary.ok, summary.failed, summary.skipped) == (1, 0, 2)
+    assert (summary.ok, summary.failed, summary.already_ok) == (1, 0, 2)
     assert latest_case_status(results_of(run_dir)) == {"a": "ok", "b": "ok", "c": "ok"}
 
 
@@ -217,7 +219,7 @@ def test_without_resume_a_folder_with_results_is_refused(tmp_path):
 
 
 def test_an_empty_results_file_is_not_a_previous_run(tmp_path):
-    (tmp_path / runner.RESULTS_FILE).write_text("")
+    (tmp_path / RESULTS_FILE).write_text("")
 
     assert run_cases([py_case("a", WRITE_ONE)], tmp_path, resume=False).ok == 1
 
@@ -227,7 +229,7 @@ def test_resume_drops_an_unfinished_block_at_the_end_with_a_warning(tmp_path, ca
     run_dir = tmp_path / "run"
     case_a = py_case("a", marking(marker, WRITE_ONE))
     run_cases([case_a], run_dir, resume=False)
-    results = run_dir / runner.RESULTS_FILE
+    results = run_dir / RESULTS_FILE
     with open(results, "a") as handle:  # what a kill in the middle of case b's write leaves
         handle.write(json.dumps({"schema": 1, "kind": "timing", "case_id": "b"}) + "\n")
         handle.write('{"schema": 1, "kind": "ti')
@@ -237,37 +239,39 @@ def test_resume_drops_an_unfinished_block_at_the_end_with_a_warning(tmp_path, ca
 
     assert "unfinished case" in capsys.readouterr().err
     assert len(marker.read_text().splitlines()) == 1
-    assert (summary.ok, summary.skipped) == (1, 1)
-    lines = read_jsonl(results)  # raises on the truncated line if it was left in place
+    assert (summary.ok, summary.already_ok) == (1, 1)
+    lines = results_of(run_dir)  # fails on the truncated line if it was left in place
     assert [(r["case_id"], r["kind"]) for r in lines] == [
         ("a", "timing"), ("a", "case"), ("b", "timing"), ("b", "case")]
 
 
 def test_read_results_ignores_a_truncated_last_line(tmp_path, capsys):
     run_cases([py_case("a", WRITE_ONE)], tmp_path, resume=False)
-    results = tmp_path / runner.RESULTS_FILE
+    results = tmp_path / RESULTS_FILE
     capsys.readouterr()
     with open(results, "ab") as handle:  # cut inside the two bytes of "é"
         handle.write('{"schema": 1, "kind": "case", "case_id": "b", "error": "é'.encode()[:-1])
 
-    assert [r["kind"] for r in read_results(results)] == ["timing", "case"]
-    assert "unfinished case" in capsys.readouterr().err
+    found = read_results(results)
+    assert [r["kind"] for r in found.records] == ["timing", "case"]
+    assert found.finished == 2 and "line 3 is incomplete" in found.warnings[0]
 
 
 def test_read_results_does_not_warn_about_a_complete_file(tmp_path, capsys):
     run_cases([py_case("a", WRITE_ONE)], tmp_path, resume=False)
-    results = tmp_path / runner.RESULTS_FILE
+    results = tmp_path / RESULTS_FILE
     with open(results, "a") as handle:
         handle.write("\n")
     capsys.readouterr()
 
-    assert [r["kind"] for r in read_results(results)] == ["timing", "case"]
-    assert capsys.readouterr().err == ""
+    found = read_results(results)
+    assert [r["kind"] for r in found.records] == ["timing", "case"]
+    assert found.warnings == ()
 
 
 def test_bad_json_before_the_last_finished_case_is_an_input_error(tmp_path):
     run_cases([py_case("a", WRITE_ONE)], tmp_path, resume=False)
-    results = tmp_path / runner.RESULTS_FILE
+    results = tmp_path / RESULTS_FILE
     finished = results.read_text()
     results.write_text("not json\n" + finished)
 
@@ -285,8 +289,8 @@ def test_interrupt_in_postprocess_keeps_finished_cases_and_writes_nothing_partia
     with pytest.raises(KeyboardInterrupt) as raised:
         run_cases(cases, tmp_path, resume=False, postprocess=postprocess)
 
-    assert isinstance(raised.value, RunInterrupted)
-    assert (raised.value.summary.ok, raised.value.summary.failed) == (1, 1)
+    assert isinstance(raised.value, CasesInterrupted)
+    assert (raised.value.tally.ok, raised.value.tally.failed) == (1, 1)
     lines = results_of(tmp_path)
     assert [(r["case_id"], r["kind"]) for r in lines] == [("a", "timing"), ("a", "case"), ("b", "case")]
     assert (lines[-1]["status"], lines[-1]["error"]) == ("failed", "interrupted")
@@ -306,7 +310,7 @@ def test_ctrl_c_while_a_case_runs_kills_it_and_resume_reruns_it(tmp_path):
 
     threading.Thread(target=interrupt_once_b_runs, daemon=True).start()
     started = time.monotonic()
-    with pytest.raises(RunInterrupted):
+    with pytest.raises(CasesInterrupted):
         run_cases(cases, tmp_path, resume=False)
 
     assert time.monotonic() - started < 8
@@ -315,7 +319,7 @@ def test_ctrl_c_while_a_case_runs_kills_it_and_resume_reruns_it(tmp_path):
     assert case_records(tmp_path)["b"]["error"] == "interrupted"
 
     summary = run_cases([cases[0], py_case("b", WRITE_ONE)], tmp_path, resume=True)
-    assert (summary.ok, summary.skipped) == (1, 1)
+    assert (summary.ok, summary.already_ok) == (1, 1)
 
 
 def test_plain_progress_prints_one_line_per_case(tmp_path, capsys):
@@ -359,7 +363,7 @@ def test_repeated_case_ids_are_refused(tmp_path):
 def test_a_run_folder_can_be_locked_by_one_run_only(tmp_path):
     import multiprocessing
 
-    from harness.runner import lock_run_dir
+    from harness.case_runner import lock_run_dir
 
     def hold(folder, ready, release):
         with lock_run_dir(folder):
@@ -380,3 +384,13 @@ def test_a_run_folder_can_be_locked_by_one_run_only(tmp_path):
         holder.join(10)
     with lock_run_dir(tmp_path):  # free again once the holder is gone
         pass
+
+
+def test_a_case_whose_backend_is_missing_is_recorded_as_skipped_with_its_reason(tmp_path):
+    code = f"import sys; print('skipped: --backend x: not available: no x here', file=sys.stderr); sys.exit({EXIT_SKIPPED})"
+
+    summary = run_cases([py_case("time/x/mlp", code), py_case("good", WRITE_ONE)], tmp_path, resume=False)
+
+    assert (summary.ok, summary.failed, summary.skipped) == (1, 0, 1)
+    record = case_records(tmp_path)["time/x/mlp"]
+    assert record["status"] == "skipped" and record["error"] == "skipped: --backend x: not available: no x here"

@@ -6,9 +6,9 @@ import argparse
 
 import numpy as np
 
-from harness.records import TimingRecord
-from harness.run import plan_cases, question_comparisons
-from harness.runner import Case
+from harness.case_runner import Case
+from harness.records import TimingRecord, from_dict
+from harness.run_suite import plan_cases, question_comparisons
 from harness.timing import AA_SUFFIX
 
 
@@ -41,8 +41,8 @@ def test_questions_are_answered_once_per_mode_and_once_across_modes():
     assert keys == [("compiled_vs_eager", "eager->compiled"),
                     ("dropout_p0_cost", "compiled"), ("dropout_p0_cost", "eager")]
     by_key = {(c["question"], c["mode"]): c for c in found}
-    assert by_key[("dropout_p0_cost", "eager")]["verdict"] == "slower"
-    assert by_key[("compiled_vs_eager", "eager->compiled")]["verdict"] == "faster"
+    assert from_dict(by_key[("dropout_p0_cost", "eager")]).verdict == "slower"
+    assert from_dict(by_key[("compiled_vs_eager", "eager->compiled")]).verdict == "faster"
     eager_floor = by_key[("dropout_p0_cost", "eager")]["noise_floor"]
     compiled_floor = by_key[("dropout_p0_cost", "compiled")]["noise_floor"]
     assert compiled_floor > 5 * eager_floor  # each mode is judged against its own A/A
@@ -62,7 +62,7 @@ def test_plan_without_tensorflow_has_no_parity_and_no_tf_cases():
 
 
 def test_resume_hint_repeats_the_users_options():
-    from harness.run import _options_without_out
+    from harness.run_suite import _options_without_out
 
     argv = ["--suite", "quick", "--backends", "torch", "--out", "x/y", "--resume", "--models", "mlp"]
     assert _options_without_out(argv) == ["--suite", "quick", "--backends", "torch", "--models", "mlp"]

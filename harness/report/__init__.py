@@ -1,0 +1,67 @@
+"""Turn a run folder, or pytest-benchmark JSON files, into report.md and a self-contained index.html.
+
+A run folder holds the results file (harness.records, one record per line) and the environment
+file (harness.environment). The report leads with one plain sentence per question
+(harness.questions), each with its number and CI; a question without data says "not measured in
+this run" rather than disappearing. Then come the plots (harness.plots), one table per record
+kind, the cases that are missing, and the environment.
+
+The package, one concern a module: `reading` (run folder -> RunFolder), `verdicts` (the answers),
+`sections` (the run report's blocks), `benchmark_view` (the pytest-benchmark report), `render`
+(blocks -> Markdown and HTML).
+
+Constraints: the report reads records and never measures. index.html embeds its PNGs as data
+URIs and its CSS inline, so it opens offline; every text put into it goes through html.escape.
+Bad input raises HarnessInputError naming the path. A run killed mid-write leaves a truncated last
+line: that line is skipped with a warning in the report, while a corrupt line elsewhere is fatal;
+a line that is not a valid record is skipped with a warning, never turned into a verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessInputError
+from harness.report.benchmark_view import benchmark_blocks, load_benchmark_json
+from harness.report.reading import read_run_folder
+from harness.report.render import Image, html_page, markdown
+from harness.report.sections import run_blocks
+
+MARKDOWN = "report.md"
+HTML = "index.html"
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    markdown: Path
+    html: Path
+    plots: tuple[Path, ...]
+
+
+def build_report(inputs: Sequence[Path], out_dir: Path | None = None) -> ReportPaths:
+    """Write report.md, index.html and the plot PNGs for one run folder or pytest-benchmark files.
+
+    out_dir defaults to the run folder, or to the folder of the first benchmark file.
+    """
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise HarnessInputError("report: no input given (a run folder or pytest-benchmark JSON files)")
+    for path in paths:
+        if not path.exists():
+            raise HarnessInputError(f"{path}: no such file or folder")
+    if paths[0].is_dir():
+        if len(paths) > 1:
+            raise HarnessInputError(f"{paths[1]}: give one run folder, or only pytest-benchmark JSON files")
+        run = read_run_folder(paths[0])
+        out = Path(out_dir) if out_dir else run.folder
+        title, blocks = f"Cross-framework run report: {run.folder.name}", run_blocks(run, out)
+    else:
+        benchmarks = [(path, load_benchmark_json(path)) for path in paths]
+        out = Path(out_dir) if out_dir else paths[0].parent
+        title, blocks = "pytest-benchmark report", benchmark_blocks(benchmarks, out)
+    markdown_path, page = out / MARKDOWN, out / HTML
+    markdown_path.write_text(markdown(blocks, out), encoding="utf-8")
+    page.write_text(html_page(title, blocks), encoding="utf-8")
+    return ReportPaths(markdown_path, page, tuple(b.path for b in blocks if isinstance(b, Image)))

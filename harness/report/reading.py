@@ -1,0 +1,144 @@
+"""Read a run folder (results file and environment file) into a frozen RunFolder for the report.
+
+Records are kept by kind (`run.of(TimingRecord)`), so a new record kind needs no new field here.
+Each case keeps its records only when its latest attempt ended ok; the other cases are listed as
+missing, with what they left out.
+
+Constraints: this module reads and never measures or renders. The file is read by
+harness.records.read_results (a truncated last line is skipped with a warning there; a corrupt
+line elsewhere raises HarnessInputError naming file and line). A line that is JSON but not a
+valid record (unknown kind, missing field, wrong type) is skipped with a warning naming the file,
+the record number and the error: the report never builds a verdict from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harness.environment import ENVIRONMENT_FILE
+from harness.errors import HarnessInputError
+from harness.records import (
+    RESULTS_FILE,
+    SCHEMA_VERSION,
+    CaseRecord,
+    ComparisonRecord,
+    Record,
+    RecordError,
+    TimingRecord,
+    from_dict,
+    read_results,
+)
+
+R = TypeVar("R", bound=Record)
+
+
+@dataclass(frozen=True)
+class MissingCase:
+    case_id: str
+    status: str
+    error: str
+    command: str
+    records_left_out: int
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """What a run folder holds: the kept records by kind, the cases that did not finish, the machine."""
+
+    folder: Path
+    records: dict[str, tuple[Record, ...]]  # by Record.kind, in file order; only cases that ended ok
+    cases_ok: int
+    missing: tuple[MissingCase, ...]
+    has_case_records: bool
+    environment: dict[str, Any] | None
+    warnings: tuple[str, ...]
+
+    def of(self, cls: type[R]) -> tuple[R, ...]:
+        """The kept records of one kind, e.g. `run.of(TimingRecord)`."""
+        return self.records.get(cls.kind, ())  # type: ignore[return-value]
+
+    @property
+    def several_thread_counts(self) -> bool:
+        return len({r.threads for r in (*self.of(TimingRecord), *self.of(ComparisonRecord))}) > 1
+
+
+def read_run_folder(folder: Path) -> RunFolder:
+    """Read a run folder; keep each case's records only when its latest attempt ended ok."""
+    path = folder / RESULTS_FILE
+    if not path.is_file():
+        raise HarnessInputError(f"{folder}: no {RESULTS_FILE} here (is it a run folder?)")
+    results = read_results(path)
+    if not results.records:
+        raise HarnessInputError(f"{path}: no complete records in this file")
+    warnings = list(results.warnings)
+    entries = []
+    for index, raw in enumerate(results.records, start=1):
+        try:
+            entries.append((str(raw.get("case_id", "")), from_dict(raw)))
+        except RecordError as exc:
+            warnings.append(f"{path}: record {index} was skipped: {exc}.")
+    if any(isinstance(raw.get("schema"), int) and raw["schema"] > SCHEMA_VERSION for raw in results.records):
+        warnings.append(f"{path}: written with a newer record schema than {SCHEMA_VERSION}; fields may be misread.")
+    kept, cases_ok, missing, attempt_warnings = _latest_attempts(entries)
+    environment, environment_warning = _read_environment(folder / ENVIRONMENT_FILE)
+    return RunFolder(
+        folder=folder,
+        records={kind: tuple(r for r in kept if r.kind == kind) for kind in dict.fromkeys(r.kind for r in kept)},
+        cases_ok=cases_ok,
+        missing=tuple(missing),
+        has_case_records=any(isinstance(r, CaseRecord) for _, r in entries),
+        environment=environment,
+        warnings=tuple(warnings + attempt_warnings + environment_warning),
+    )
+
+
+def _latest_attempts(entries: list[tuple[str, Record]]) -> tuple[list[Record], int, list[MissingCase], list[str]]:
+    """Split records by the latest CaseRecord of their case: ok cases are kept, others are missing.
+
+    A case's records precede its CaseRecord, so the records between two CaseRecords of one case
+    are one attempt. Records after a case's last CaseRecord belong to an attempt that never ended.
+    Without any CaseRecord (not written by `run`) every record is kept.
+    """
+    if not any(isinstance(record, CaseRecord) for _, record in entries):
+        return [r for _, r in entries], len({case_id for case_id, _ in entries}), [], [
+            f"{RESULTS_FILE} has no case records, so cases that did not finish cannot be listed."]
+    pending: dict[str, list[Record]] = {}
+    ends: dict[str, tuple[CaseRecord, list[Record]]] = {}
+    for case_id, record in entries:
+        if isinstance(record, CaseRecord):
+            ends[case_id] = (record, pending.pop(case_id, []))
+        else:
+            pending.setdefault(case_id, []).append(record)
+    kept: list[Record] = []
+    missing, warnings = [], []
+    for case_id in dict.fromkeys(case_id for case_id, _ in entries):
+        end, records = ends.get(case_id, (None, []))
+        unfinished = pending.get(case_id, [])
+        if end is not None and end.status == "ok":
+            kept.extend(records)
+            if unfinished:
+                warnings.append(f"case {case_id}: {len(unfinished)} records of an unfinished re-run were left out.")
+        elif end is not None:
+            missing.append(MissingCase(case_id, end.status, end.error, " ".join(end.command),
+                                       len(records) + len(unfinished)))
+        else:
+            missing.append(MissingCase(case_id, "interrupted", "no case record: the run stopped during this case",
+                                       "", len(unfinished)))
+    order = {id(record): index for index, (_, record) in enumerate(entries)}
+    kept.sort(key=lambda record: order[id(record)])
+    return kept, sum(1 for end, _ in ends.values() if end.status == "ok"), missing, warnings
+
+
+def _read_environment(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    if not path.is_file():
+        return None, []
+    try:
+        environment = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        return None, [f"{path}: not valid JSON ({exc}); the environment is not shown."]
+    if not isinstance(environment, dict):
+        return None, [f"{path}: expected a JSON object; the environment is not shown."]
+    return environment, []

@@ -1,0 +1,194 @@
+"""The answers of a run report: one verdict group per question, each line a plain sentence.
+
+Timing questions (harness.questions) take the sentences their comparison records derive; graph
+questions compare node counts; parity says whether every check passed; the controls say how far
+the timing verdicts can be trusted; the framework ratio compares the reference backend
+(backends.REFERENCE) with each other backend in the timings. A question without data says "not
+measured in this run" rather than disappearing.
+
+Constraints: verdicts come from the stored numbers through harness.stats and the records' own
+derived properties; nothing here measures, and no backend name is written into the code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from backends import REFERENCE, registry
+from harness import plots
+from harness.questions import (
+    AA_CONTROL,
+    CONTROLS,
+    GRAPH_QUESTIONS,
+    INJECTED_CONTROL,
+    INJECTED_SLOWDOWN,
+    TIMING_QUESTIONS,
+    Question,
+)
+from harness.records import ComparisonRecord, InspectRecord, ParityRecord, TimingRecord
+from harness.report.reading import RunFolder
+from harness.report.render import VerdictGroup, VerdictLine
+from harness.stats import FASTER, SLOWER, PairedRatio, unpaired_ratio, verdict
+
+NOT_MEASURED = "Not measured in this run."
+MAX_LISTED_FAILURES = 10
+
+
+@dataclass(frozen=True)
+class FrameworkRatio:
+    """The reference backend's (REFERENCE) per-step time ÷ another backend's, in one labelled setting."""
+
+    setting: str
+    other: str
+    ratio: PairedRatio
+
+
+def how_to_read(run: RunFolder) -> str:
+    """How much to trust one timing verdict, with the count that matters for false alarms."""
+    answered = [c for c in run.of(ComparisonRecord) if c.question and c.question not in CONTROLS]
+    return (
+        "Timing verdicts compare interleaved rounds of two arms of one session: the ratio is the median of "
+        "per-round time ratios with a 95% bootstrap CI. \"Slower\"/\"faster\" needs a CI that excludes 1 and an "
+        "effect larger than the session's A/A noise floor (two identical arms, same mode); otherwise the verdict "
+        "is \"no detectable difference\" with the largest effect the data still allow. "
+        f"This run answers {len(answered)} timing comparisons at 95% confidence, so about "
+        f"{0.05 * len(answered):.0f} of them may be called slower or faster by chance: an effect just above its "
+        "noise floor deserves a second run before it is believed."
+    )
+
+
+def verdict_groups(run: RunFolder, ratios: Sequence[FrameworkRatio]) -> list[VerdictGroup]:
+    """Every question's group, in the report's order: timing, graph, parity, controls, frameworks."""
+    return [*_timing_verdicts(run), *_graph_verdicts(run), _parity_verdict(run), _control_verdict(run),
+            _framework_verdict(ratios)]
+
+
+def verdict_tone(label: str) -> str:
+    return "finding" if label in (SLOWER, FASTER) else ""
+
+
+def _where(record: TimingRecord | ComparisonRecord, run: RunFolder) -> str:
+    threads = f" / {_threads(record.threads)}" if run.several_thread_counts else ""
+    return f"{record.backend} / {record.model} / {record.device} / {record.mode}{threads}"
+
+
+def _threads(count: int) -> str:
+    return f"{count} thread{'' if count == 1 else 's'}"
+
+
+def _group_or_not_measured(question: str, lines: Sequence[VerdictLine]) -> VerdictGroup:
+    return VerdictGroup(question, tuple(lines) or (VerdictLine("", NOT_MEASURED, "missing"),))
+
+
+def _timing_verdicts(run: RunFolder) -> list[VerdictGroup]:
+    by_question = plots.group_by(run.of(ComparisonRecord), lambda c: c.question)
+    return [
+        _group_or_not_measured(q.text, [VerdictLine(_where(c, run), c.sentence, verdict_tone(c.verdict))
+                                        for c in by_question.get(q.key, [])])
+        for q in TIMING_QUESTIONS
+    ]
+
+
+def _graph_verdicts(run: RunFolder) -> list[VerdictGroup]:
+    counts = {(i.backend, i.graph, i.model, i.variant): i.node_count for i in run.of(InspectRecord)}
+    groups = []
+    for q in GRAPH_QUESTIONS:
+        settings = dict.fromkeys(key[:3] for key in counts if key[3] in (q.a_variant, q.b_variant))
+        groups.append(_group_or_not_measured(q.text, [_graph_line(q, s, counts) for s in settings]))
+    return groups
+
+
+def _graph_line(q: Question, setting: tuple[str, str, str], counts: dict) -> VerdictLine:
+    backend, graph, model = setting
+    where = f"{backend} {graph} graph, {model}"
+    a, b = counts.get((*setting, q.a_variant)), counts.get((*setting, q.b_variant))
+    if a is None or b is None:
+        present, absent, n = (q.a_variant, q.b_variant, a) if b is None else (q.b_variant, q.a_variant, b)
+        return VerdictLine(where, f"{present} has {n} nodes; {absent} was not inspected.", "missing")
+    extra = b - a
+    said = "no extra node" if extra == 0 else f"{extra:+d} node{'' if abs(extra) == 1 else 's'}"
+    return VerdictLine(where, f"{q.b_variant} has {b} nodes, {q.a_variant} {a}: {said}.", "finding" if extra else "")
+
+
+def _parity_verdict(run: RunFolder) -> VerdictGroup:
+    question = "Are the two frameworks numerically identical on these models?"
+    checks = run.of(ParityRecord)
+    if not checks:
+        return _group_or_not_measured(question, [])
+    pairs = len({(p.model, p.variant) for p in checks})
+    failed = [p for p in checks if not p.passed]
+    if failed:
+        listed = "; ".join(f"{p.model}/{p.variant} {p.check} (relative error {p.max_rel_err:.2e} > tol {p.tol:g})"
+                           for p in failed[:MAX_LISTED_FAILURES])
+        more = f"; and {len(failed) - MAX_LISTED_FAILURES} more (see the parity table)" \
+            if len(failed) > MAX_LISTED_FAILURES else ""
+        sentence = f"No: {len(failed)} of {len(checks)} checks failed on {pairs} model/variant pairs: {listed}{more}."
+        return VerdictGroup(question, (VerdictLine("", sentence, "bad"),))
+    worst = max(checks, key=lambda p: p.max_rel_err)
+    sentence = (f"Yes: all {len(checks)} checks passed on {pairs} model/variant pairs (largest relative error "
+                f"{worst.max_rel_err:.2e}, at {worst.model}/{worst.variant} {worst.check}, tolerance {worst.tol:g}).")
+    return VerdictGroup(question, (VerdictLine("", sentence, "good"),))
+
+
+def _control_verdict(run: RunFolder) -> VerdictGroup:
+    controls = [c for c in run.of(ComparisonRecord) if c.question in CONTROLS]
+    sessions = plots.group_by(controls, lambda c: (c.session, c.backend, c.model, c.device, c.mode, c.threads))
+    return _group_or_not_measured(
+        "How far can the timing verdicts be trusted? (A/A noise floor; is an injected slowdown detected?)",
+        [_control_line(session, run) for session in sessions.values()],
+    )
+
+
+def _control_line(session: list[ComparisonRecord], run: RunFolder) -> VerdictLine:
+    aa = next((c for c in session if c.question == AA_CONTROL), None)
+    injected = next((c for c in session if c.question == INJECTED_CONTROL), None)
+    parts = ["no A/A control"] if aa is None else [
+        f"A/A noise floor ±{PairedRatio(aa.ratio, aa.ci_low, aa.ci_high, 0).half_width * 100:.1f}% "
+        f"(A/A ratio {aa.ratio:.3f}, 95% CI {aa.ci_low:.3f}-{aa.ci_high:.3f})"]
+    detected = injected is not None and injected.verdict == SLOWER
+    if injected is None:
+        parts.append("no injected-slowdown check, so the sensitivity is unknown")
+    else:
+        slowdown = next((t.injected_slowdown for t in run.of(TimingRecord)
+                         if t.session == injected.session and t.role == "injected"), INJECTED_SLOWDOWN)
+        parts.append(f"injected {slowdown * 100:.0f}% slowdown {'detected' if detected else 'NOT detected'} "
+                     f"(ratio {injected.ratio:.3f}, 95% CI {injected.ci_low:.3f}-{injected.ci_high:.3f})")
+    caveat = "" if detected else " Verdicts from this session may miss effects of that size."
+    sentence = "; ".join(parts) + "." + caveat
+    return VerdictLine(_where(aa or injected, run), sentence, "good" if detected else "bad")
+
+
+def framework_ratios(run: RunFolder) -> list[FrameworkRatio]:
+    """Reference ÷ other backend per-step time of the baseline, per model, device, mode and threads.
+
+    Each backend runs in its own process, so their rounds are not paired: unpaired_ratio. Other
+    backends come in registry order, then any name the registry does not know (older records).
+    """
+    baselines = [t for t in run.of(TimingRecord) if t.role == "arm" and t.variant == "baseline"]
+    known = list(registry())
+    ratios = []
+    for (model, device, mode, threads), group in plots.group_by(
+            baselines, lambda t: (t.model, t.device, t.mode, t.threads)).items():
+        by_backend = plots.group_by(group, lambda t: t.backend)
+        if REFERENCE not in by_backend:
+            continue
+        setting = f"{model} / {device} / {mode}" + (f" / {_threads(threads)}" if run.several_thread_counts else "")
+        others = sorted((b for b in by_backend if b != REFERENCE),
+                        key=lambda b: (known.index(b) if b in known else len(known), b))
+        ratios += [FrameworkRatio(setting, other,
+                                  unpaired_ratio(plots.step_times(by_backend[other]),
+                                                 plots.step_times(by_backend[REFERENCE])))
+                   for other in others]
+    return ratios
+
+
+def _framework_verdict(ratios: Sequence[FrameworkRatio]) -> VerdictGroup:
+    lines = []
+    for r in ratios:
+        said = verdict(r.other, REFERENCE, r.ratio, None)
+        lines.append(VerdictLine(r.setting, said.sentence, verdict_tone(said.label)))
+    return _group_or_not_measured(
+        f"How does the reference backend's ({REFERENCE}) time per training step compare with each other "
+        "backend's? (baseline model; each backend ran in its own process, so the ratio is unpaired and has no "
+        "A/A control)", lines)
