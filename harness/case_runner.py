@@ -12,8 +12,12 @@ with EXIT_SKIPPED (its backend or device is not available here) is recorded as "
 the reason it printed.
 
 Cases run strictly one at a time: they are timing measurements, and a second case would be noise
-in the first. This process must not import a framework (that starts thread pools that compete
-with the case being measured).
+in the first. A case dies with this process, even by SIGKILL (harness/parent_death.py), so it
+never runs on beside the next run's cases; its temporary folder is inside the run folder's
+CASES_DIR, and leftovers of a killed run are removed when the next run starts there. A results
+write that fails (disk full, read-only) is rolled back to the last complete case and raised as
+ResultsNotWritten. This process must not import a framework (that starts thread pools that
+compete with the case being measured).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +54,7 @@ from harness.records import RESULTS_FILE, CaseRecord, read_results
 JSON_TOKEN = "{json}"
 LOGS_DIR = "logs"
 LOCK_FILE = ".lock"
+CASES_DIR = ".cases"  # each case's temporary folder (its records, stdout, stderr) while it runs
 
 OK = "ok"
 FAILED = "failed"
@@ -69,6 +75,7 @@ class Case:
     timeout_s: float
     label: str
     expected_s: float
+    skip_reason: str = ""  # known before it runs (its framework is not available): recorded as skipped
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,15 @@ class CasesInterrupted(KeyboardInterrupt):
         self.tally = tally
 
 
+class ResultsNotWritten(Exception):
+    """Appending a finished case to the results file failed; the file was cut back to the last
+    complete case, so every earlier case is intact and only `case_id` is lost."""
+
+    def __init__(self, tally: CaseTally, case_id: str, reason: str):
+        super().__init__(f"could not append case {case_id} to {RESULTS_FILE} ({reason})")
+        self.tally, self.case_id, self.reason = tally, case_id, reason
+
+
 @dataclass(frozen=True)
 class _Outcome:
     status: str
@@ -102,8 +118,16 @@ class _Outcome:
 
 
 def latest_case_status(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Map each case_id to the status of its last CaseRecord."""
-    return {r["case_id"]: r["status"] for r in records if r.get("kind") == CaseRecord.kind}
+    """Map each case_id to the status of its last CaseRecord (HarnessInputError for a case record
+    without a case_id or status: the file was not written by a run)."""
+    latest = {}
+    for index, record in enumerate(records, start=1):
+        if record.get("kind") == CaseRecord.kind:
+            if not isinstance(record.get("case_id"), str) or not isinstance(record.get("status"), str):
+                raise HarnessInputError(f"{RESULTS_FILE}: record {index} is a case record without a case_id "
+                                        "or status; this file was not written by `run`")
+            latest[record["case_id"]] = record["status"]
+    return latest
 
 
 @contextlib.contextmanager
@@ -150,6 +174,8 @@ def run_cases(
     done = _prepare_results(results, resume)
     todo = [case for case in cases if done.get(case.case_id) != OK]
     (run_dir / LOGS_DIR).mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(run_dir / CASES_DIR, ignore_errors=True)  # left by a run that was killed
+    (run_dir / CASES_DIR).mkdir()
     child_env = {**os.environ, **(env or {})}
     counts: Counter[str] = Counter()
     already_ok = len(cases) - len(todo)
@@ -164,16 +190,21 @@ def run_cases(
             progress.start(case)
             case_started = time.monotonic()
             try:
-                outcome = _execute(case, run_dir / LOGS_DIR / _log_name(case), child_env)
+                outcome = (_Outcome(SKIPPED, None, 0.0, f"skipped: {case.skip_reason}", []) if case.skip_reason
+                           else _execute(case, run_dir, child_env))
                 block = _block(case, outcome, postprocess)
             except KeyboardInterrupt:
                 record = CaseRecord(case.case_id, FAILED, case.argv,
                                     time.monotonic() - case_started, INTERRUPTED)
-                _append(results, [record.as_dict()])
+                with contextlib.suppress(OSError):  # the interruption is what the user must hear of
+                    _append(results, [record.as_dict()])
                 counts[FAILED] += 1
                 progress.finish(case, FAILED, record.elapsed_s)
                 raise CasesInterrupted(tally()) from None
-            _append(results, block)
+            try:
+                _append(results, block)
+            except OSError as exc:
+                raise ResultsNotWritten(tally(), case.case_id, exc.strerror or str(exc)) from None
             counts[outcome.status] += 1
             progress.finish(case, outcome.status, outcome.elapsed_s)
             if stop_on_failure and outcome.status in (FAILED, TIMEOUT):
@@ -208,9 +239,9 @@ def _log_name(case: Case) -> str:
     return case.case_id.replace("/", "__") + ".log"
 
 
-def _execute(case: Case, log_path: Path, env: Mapping[str, str]) -> _Outcome:
+def _execute(case: Case, run_dir: Path, env: Mapping[str, str]) -> _Outcome:
     """Run one case in its own process group; kill the group on timeout or interruption."""
-    with tempfile.TemporaryDirectory(prefix="xfw-case-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="case-", dir=run_dir / CASES_DIR) as tmp:
         json_path = Path(tmp) / "records.json"
         out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
         argv = [arg.replace(JSON_TOKEN, str(json_path)) for arg in case.argv]
@@ -221,7 +252,7 @@ def _execute(case: Case, log_path: Path, env: Mapping[str, str]) -> _Outcome:
         except OSError as exc:
             return _Outcome(FAILED, None, time.monotonic() - started, f"could not start: {exc}", [])
         finally:
-            _write_log(log_path, argv, out_path, err_path)
+            _write_log(run_dir / LOGS_DIR / _log_name(case), argv, out_path, err_path)
         elapsed = time.monotonic() - started
         if timed_out:
             return _Outcome(TIMEOUT, returncode, elapsed, f"timed out after {case.timeout_s:g} s", [])
@@ -237,7 +268,8 @@ def _execute(case: Case, log_path: Path, env: Mapping[str, str]) -> _Outcome:
 
 
 def _wait(case: Case, argv: list[str], out, err, env: Mapping[str, str]) -> tuple[int, bool]:
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+    guarded = [sys.executable, "-m", "harness.parent_death", str(os.getpid()), *argv]
+    process = subprocess.Popen(guarded, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                env=env, start_new_session=True)
     timed_out = False
     try:
@@ -270,11 +302,16 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def _write_log(log_path: Path, argv: list[str], out_path: Path, err_path: Path) -> None:
+    """The case's command, stdout and stderr; best effort (a log that cannot be written must not
+    cost the case its records)."""
     parts = [f"$ {subprocess.list2cmdline(argv)}\n"]
     for name, path in (("stdout", out_path), ("stderr", err_path)):
         text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
         parts.append(f"--- {name} ---\n{text}")
-    log_path.write_text("".join(parts), encoding="utf-8")
+    try:
+        log_path.write_text("".join(parts), encoding="utf-8")
+    except OSError as exc:
+        print(f"warning: {log_path}: the case log could not be written ({exc.strerror})", file=sys.stderr)
 
 
 def _stderr_tail(err_path: Path, returncode: int, lines: int = STDERR_TAIL_LINES) -> str:
@@ -310,11 +347,18 @@ def _block(case: Case, outcome: _Outcome, postprocess: Postprocess | None) -> li
 
 
 def _append(results: Path, records: list[dict[str, Any]]) -> None:
+    """Append one block and fsync it; on failure cut the file back to where the block began."""
     text = "".join(json.dumps(record) + "\n" for record in records)
-    with open(results, "a", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    size = results.stat().st_size if results.exists() else 0
+    try:
+        with open(results, "a", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.truncate(results, size)
+        raise
 
 
 def _make_progress(todo: Sequence[Case], already_ok: int):

@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from backends import REFERENCE, backend_class, backend_names, create_backend, parity_partners, registry
+from harness.cli_checks import (
+    AVAILABLE_CORES, allocation_failure, bounded_float, bounded_int, check_output_file, check_output_folder,
+    check_threads, checked_variants, note_unchanged,
+)
 from harness.errors import EXIT_SKIPPED, BackendUnavailable, HarnessInputError
 from harness.spec import PRESETS
 
-DEFAULT_THREADS = len(os.sched_getaffinity(0))
+DEFAULT_THREADS = AVAILABLE_CORES
 
 
 def _write_json(path: str | None, records) -> None:
     if path:
-        Path(path).write_text(json.dumps([r.as_dict() for r in records], indent=1) + "\n", encoding="utf-8")
+        try:
+            Path(path).write_text(json.dumps([r.as_dict() for r in records], indent=1) + "\n", encoding="utf-8")
+        except OSError as exc:  # the path was checked first; this is e.g. a full disk
+            raise HarnessInputError(f"--json {path}: could not write the records ({exc.strerror}); "
+                                    "the results are printed below") from None
 
 
 def _say(message: str) -> None:
@@ -37,11 +44,15 @@ def _specs(args):
     return list(PRESETS.values())
 
 
-def _validate_variants(variants):
-    from harness.variants import parse_variant
+def _check_memory(args, spec, variants, models: float) -> None:
+    """Refuse, before anything is built, a model (in any of its variants) that would not fit in
+    memory `models` times over (harness/resources.py)."""
+    from harness.resources import check_fits
+    from harness.variants import variant_spec
 
+    source = args.spec or f"--model {spec.name}"
     for text in variants:
-        parse_variant(text)
+        check_fits(variant_spec(spec, text)[1], f"{source} [{text}]", models=models)
 
 
 def cmd_parity(args) -> int:
@@ -49,8 +60,10 @@ def cmd_parity(args) -> int:
     from harness.suites import SUITES
 
     specs = _specs(args)
-    variants = args.variant or list(SUITES["default"].parity_variants)
-    _validate_variants(variants)
+    variants = checked_variants(args.variant or SUITES["default"].parity_variants)
+    check_output_file(args.json, "--json")
+    for spec in specs:  # three models at once: reference, other framework, float64 oracle (2x)
+        _check_memory(args, spec, variants, models=4)
     reference = create_backend(REFERENCE, threads=args.threads)  # created first: see backends/__init__.py
     partners = []
     for name in [args.against] if args.against else parity_partners():
@@ -68,14 +81,17 @@ def cmd_parity(args) -> int:
             for text in variants:
                 _say(f"parity {REFERENCE}-{other.name} {spec.name} [{text}] ...")
                 records += check_variant(reference, other, spec, text)
-    _write_json(args.json, records)
     print(f"{'backends':22} {'model':12} {'variant':34} {'check':34} {'max_abs':>9} {'max_rel':>9} {'tol':>9}  verdict")
     for r in records:
         print(f"{'-'.join(r.backends):22} {r.model:12} {r.variant:34} {r.check:34} {r.max_abs_err:9.1e} "
               f"{r.max_rel_err:9.1e} {r.tol:9.1e}  {'pass' if r.passed else 'FAIL'}")
     failed = [r for r in records if not r.passed]
     print(f"{len(records) - len(failed)} passed, {len(failed)} failed")
+    _write_json(args.json, records)
     return 1 if failed else 0
+
+
+NOISY_FLOOR = 0.05  # an A/A floor above this makes a session's small verdicts untrustworthy
 
 
 def cmd_time(args) -> int:
@@ -83,16 +99,19 @@ def cmd_time(args) -> int:
     from harness.timing import TimingPlan, compare_against_first, measure
 
     spec = resolve_spec(args.model, args.spec)
-    _validate_variants(args.variant)
-    modes = tuple(args.mode or ["eager"])
+    variants = checked_variants(args.variant)
+    modes = tuple(dict.fromkeys(args.mode or ["eager"]))
     for mode in modes:
         backend_class(args.backend).check_mode(mode)
+    check_output_file(args.json, "--json")
+    note_unchanged(spec, variants)
+    controls = (args.aa + (args.inject_slowdown > 0)) * len(modes) + args.reference_loop
+    _check_memory(args, spec, variants, models=len(variants) * len(modes) + controls)  # every arm is built
     backend = create_backend(args.backend, device=args.device, threads=args.threads)
-    plan = TimingPlan(tuple(args.variant), modes, args.rounds, args.steps, args.warmup, args.aa, args.inject_slowdown,
+    plan = TimingPlan(tuple(variants), modes, args.rounds, args.steps, args.warmup, args.aa, args.inject_slowdown,
                       args.reference_loop, args.round_seconds)
     records = measure(backend, spec, plan, args.device, args.threads, progress=lambda m: _say(f"time: {m}"))
     comparisons = compare_against_first(records) if len(records) > 1 else []
-    _write_json(args.json, [*records, *comparisons])
     print(f"{args.backend} {spec.name} on {args.device}, {args.threads} threads; settings: {backend.settings()}")
     print(f"{'arm':44} {'median ms':>10} {'IQR ms':>8} {'rounds x steps':>15} {'setup s':>8}")
     for r in records:
@@ -100,6 +119,11 @@ def cmd_time(args) -> int:
               f"{r.setup_s:8.2f}")
     for c in comparisons:
         print(c.sentence)
+    for c in comparisons:
+        if c.question == "aa_control" and c.noise_floor is not None and c.noise_floor > NOISY_FLOOR:
+            print(f"warning: this session was noisy ({c.mode}: A/A noise floor ±{c.noise_floor:.0%}); an effect smaller "
+                  "than that cannot be told from noise here. Rerun on a quieter machine.")
+    _write_json(args.json, [*records, *comparisons])
     return 0
 
 
@@ -110,26 +134,30 @@ def cmd_inspect(args) -> int:
     from harness.variants import variant_spec
 
     spec = resolve_spec(args.model, args.spec)
-    _validate_variants(args.variant)
+    variants = checked_variants(args.variant)
+    check_output_file(args.json, "--json")
+    note_unchanged(spec, variants)
+    _check_memory(args, spec, variants, models=2)  # the model and its compiled graph's buffers
     backend = create_backend(args.backend, threads=args.threads)
     records = []
-    for text in args.variant:
+    for text in variants:
         variant, vspec = variant_spec(spec, text)
         _say(f"inspect {args.backend} {spec.name} [{variant.label}] ...")
         x, y = synthetic_batch(vspec)
         for count in backend.build(vspec).graph_counts(x, y):
             records.append(InspectRecord(args.backend, spec.name, variant.label, count.graph, count.node_count,
                                          count.op_counts))
-    _write_json(args.json, records)
     print(f"{'variant':34} {'graph':14} {'nodes':>6}")
     for r in records:
         print(f"{r.variant:34} {r.graph:14} {r.node_count:6d}")
+    _write_json(args.json, records)
     return 0
 
 
 def cmd_report(args) -> int:
     from harness.report import build_report
 
+    check_output_folder(args.out, "--out")
     paths = build_report([Path(p) for p in args.inputs], Path(args.out) if args.out else None)
     print(f"wrote {paths.markdown} and {paths.html}")
     return 0
@@ -138,34 +166,23 @@ def cmd_report(args) -> int:
 def cmd_run(args) -> int:
     from harness.run_suite import run_suite
 
+    check_output_folder(args.out, "--out")
     return run_suite(args)
 
 
 def _add_model_args(parser, default_all: bool = False) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--model", choices=list(PRESETS),
-                       help="a built-in preset" + (" (default: both)" if default_all else " (default: mlp)"))
-    group.add_argument("--spec", metavar="FILE", help="a JSON or TOML model spec file (see README)")
+                       help="a built-in preset: mlp (784-512-256-10) or cnn (the Keras MNIST CNN)"
+                            + (" (default: both)" if default_all else " (default: mlp)"))
+    group.add_argument("--spec", metavar="FILE", help="a JSON or TOML model spec file (README: Model spec)")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value:g} must be > 0")
-    return value
+def _add_threads(parser) -> None:
+    parser.add_argument("--threads", type=bounded_int(1, 1 << 20), default=DEFAULT_THREADS,
+                        help=f"intra-op threads for each framework, set before first use (default: {DEFAULT_THREADS}, "
+                             "the cores available; more needs --oversubscribe)")
+    parser.add_argument("--oversubscribe", action="store_true", help="allow --threads above the cores available")
 
 
 class _LineKeepingFormatter(argparse.HelpFormatter):
@@ -182,87 +199,119 @@ class _LineKeepingFormatter(argparse.HelpFormatter):
                                         break_on_hyphens=False) for line in text.splitlines())
 
 
-def _variants_epilog() -> str:
+def _epilog(*examples: str, variants: bool = True) -> dict:
     from harness.variants import AXES, BASELINE, SHORTHANDS
 
-    axes = "\n".join(f"  {axis.key}={axis.help}" for axis in AXES)
-    return (f"variants: '{BASELINE}' or comma-separated key=value settings, e.g. 'dropout=0,bn=before':\n{axes}\n"
-            f"  shorthands: {', '.join(SHORTHANDS)}")
+    lines = ["examples:", *(f"  python -m harness {example}" for example in examples)]
+    if variants:
+        lines += ["", f"variants: '{BASELINE}' or comma-separated key=value settings, e.g. 'dropout=0,bn=before':",
+                  *(f"  {axis.key}={axis.help}" for axis in AXES), f"  shorthands: {', '.join(SHORTHANDS)}"]
+    return {"epilog": "\n".join(lines), "formatter_class": _LineKeepingFormatter}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from harness.suites import SUITES
+
     parser = argparse.ArgumentParser(
-        prog="python -m harness",
-        description="Cross-framework (PyTorch vs TensorFlow/Keras 3) parity and per-training-step timing.",
+        prog="python -m harness", formatter_class=_LineKeepingFormatter,
+        description="Cross-framework (PyTorch vs TensorFlow/Keras 3) parity and per-training-step timing.\n"
+                    "Exit codes: 0 ok; 1 a parity check or a case failed; 2 bad input; 3 skipped (framework or "
+                    "device not available here); 130 interrupted.",
     )
-    epilog = {"epilog": _variants_epilog(), "formatter_class": _LineKeepingFormatter}
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     backends = backend_names()
     modes = list(dict.fromkeys(m for cls in registry().values() for m in cls.MODES))
     devices = list(dict.fromkeys(d for cls in registry().values() for d in cls.DEVICES))
-    threads_help = f"intra-op threads for each framework, set before first use (default: {DEFAULT_THREADS}, the cores available)"
 
-    p = sub.add_parser("parity", **epilog, help="check that PyTorch and TensorFlow compute the same numbers",
+    p = sub.add_parser("parity", help="check that PyTorch and TensorFlow compute the same numbers",
                        description="Load the same weights into both frameworks and compare outputs, losses, gradients, "
-                                   "optimizer steps and BatchNorm statistics. Exit 0 only if every check passes.")
+                                   "optimizer steps and BatchNorm statistics. Exit 0 only if every check passes.",
+                       **_epilog("parity", "parity --model cnn --variant 'dropout=0,bn=before'",
+                                 "parity --spec my.toml --json parity.json"))
     _add_model_args(p, default_all=True)
     p.add_argument("--against", choices=parity_partners(),
                    help=f"the backend compared with {REFERENCE} (default: every one available here)")
-    p.add_argument("--variant", action="append", metavar="V", help="e.g. 'dropout=0,bn=before' (repeatable; default: all)")
-    p.add_argument("--json", metavar="FILE", help="write one record per check")
-    p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS, help=threads_help)
+    p.add_argument("--variant", action="append", metavar="V",
+                   help="repeatable (default: every value of every variant axis, 12 variants)")
+    p.add_argument("--json", metavar="FILE", help="write one record per check (default: none)")
+    _add_threads(p)
     p.set_defaults(func=cmd_parity)
 
-    p = sub.add_parser("time", **epilog, help="per-training-step time of variants, interleaved, with CIs",
-                       description="Time one training step (forward, loss, backward, update) of each variant. With two or "
-                                   "more arms they are measured interleaved and compared with the first (median ratio, "
-                                   "95% bootstrap CI, verdict).")
+    p = sub.add_parser("time", help="per-training-step time of variants, interleaved, with CIs",
+                       description="Time one training step (forward, loss, backward, update) of each variant. With two "
+                                   "or more arms they are measured interleaved (every round runs every arm, in a new "
+                                   "random order) and compared with the first: median ratio, 95% bootstrap CI, verdict.",
+                       **_epilog("time --backend torch --variant dropout=absent --variant dropout=0 --aa",
+                                 "time --backend tensorflow --model cnn --variant baseline --mode eager --mode compiled",
+                                 "time --backend torch --variant baseline --reference-loop --json t.json"))
     _add_model_args(p)
-    p.add_argument("--backend", required=True, choices=backends)
-    p.add_argument("--variant", action="append", required=True, metavar="V", help="repeatable; the first is the baseline A")
+    p.add_argument("--backend", required=True, choices=backends, help="the framework to time (required)")
+    p.add_argument("--variant", action="append", required=True, metavar="V",
+                   help="repeatable (at least one); the first is the baseline A the others are compared with")
     p.add_argument("--mode", action="append", choices=modes, help="repeatable (default: eager)")
-    p.add_argument("--device", default="cpu", choices=devices)
-    p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS, help=threads_help)
-    p.add_argument("--rounds", type=_positive_int, default=30, help="interleaved rounds (default: 30)")
-    p.add_argument("--steps", type=_positive_int, help="steps per round (default: calibrated per arm to --round-seconds)")
-    p.add_argument("--round-seconds", type=_positive_float, default=0.05, metavar="S",
-                   help="how long one arm runs per round (default: 0.05); longer rounds average out more jitter")
-    p.add_argument("--warmup", type=int, default=5, help="warm-up steps per arm after the first (compiling) step")
+    p.add_argument("--device", default="cpu", choices=devices, help="(default: cpu)")
+    _add_threads(p)
+    p.add_argument("--rounds", type=bounded_int(1, 100_000), default=30,
+                   help="interleaved rounds, 1 to 100000 (default: 30; a verdict needs at least 10)")
+    p.add_argument("--steps", type=bounded_int(1, 100_000),
+                   help="steps per round (default: calibrated per arm to --round-seconds)")
+    p.add_argument("--round-seconds", type=bounded_float(0.0, 10.0, low_open=True), default=0.05, metavar="S",
+                   help="how long one arm runs per round, (0, 10] (default: 0.05); longer rounds average out more jitter")
+    p.add_argument("--warmup", type=bounded_int(0, 10_000), default=5,
+                   help="warm-up steps per arm after the first (compiling) step (default: 5)")
     p.add_argument("--aa", action="store_true", help="add an A/A copy of the first arm: measures the noise floor")
-    p.add_argument("--inject-slowdown", type=float, default=0.0, metavar="F",
-                   help="add a copy of the first arm that spins F x its step time after each step (e.g. 0.05)")
+    p.add_argument("--inject-slowdown", type=bounded_float(0.0, 1.0), default=0.0, metavar="F",
+                   help="add a copy of the first arm that spins F x its step time after each step, F in [0, 1] "
+                        "(default: 0, none; e.g. 0.05)")
     p.add_argument("--reference-loop", action="store_true",
                    help="add a hand-written training loop (mlp preset, eager) to measure the harness's own overhead")
-    p.add_argument("--json", metavar="FILE", help="write timing and comparison records")
+    p.add_argument("--json", metavar="FILE", help="write timing and comparison records (default: none)")
     p.set_defaults(func=cmd_time)
 
-    p = sub.add_parser("inspect", **epilog, help="count the graph nodes one training step executes",
+    p = sub.add_parser("inspect", help="count the graph nodes one training step executes",
                        description="torch: autograd nodes of one step, the torch.compile (dynamo) graph and the AOT "
-                                   "forward/backward graphs. tensorflow: ops of the traced tf.function step.")
+                                   "forward/backward graphs. tensorflow: ops of the traced tf.function step.",
+                       **_epilog("inspect --backend torch --variant dropout=absent --variant dropout=0",
+                                 "inspect --backend tensorflow --model cnn --variant l2=absent --variant l2=0"))
     _add_model_args(p)
-    p.add_argument("--backend", required=True, choices=backends)
-    p.add_argument("--variant", action="append", required=True, metavar="V", help="repeatable")
-    p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS, help=threads_help)
-    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--backend", required=True, choices=backends, help="the framework to inspect (required)")
+    p.add_argument("--variant", action="append", required=True, metavar="V", help="repeatable (at least one)")
+    _add_threads(p)
+    p.add_argument("--json", metavar="FILE", help="write one record per variant and graph (default: none)")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("run", **epilog, help="the main job: parity + timing matrix + inspection, then a report",
-                       description="Run a suite, each case in its own process, results appended to results.jsonl as they "
-                                   "finish; then write report.md and index.html.")
-    p.add_argument("--suite", choices=["quick", "default", "full"], default="default")
+    suites = "; ".join(f"{name}: {len(s.questions)} questions, modes {'+'.join(s.modes)}, {s.rounds} rounds"
+                       for name, s in SUITES.items())
+    p = sub.add_parser("run", help="the main job: parity + timing matrix + inspection, then a report",
+                       description="Run a suite, each case in its own process, results appended to results.jsonl as "
+                                   "they finish; then write report.md and index.html. Ctrl-C (or SIGTERM) keeps the "
+                                   f"finished cases and prints the command that resumes. Suites: {suites} (README: "
+                                   "Suites).",
+                       **_epilog("run --suite quick", "run --backends torch --models mlp --out reports/runs/mine",
+                                 "run --out reports/runs/mine --resume"))
+    p.add_argument("--suite", choices=list(SUITES), default="default",
+                   help="what to measure (default: default, about 15 min on 2 cores; quick about 3 min)")
     p.add_argument("--out", metavar="DIR", help="run folder (default: a new folder under reports/runs/)")
-    p.add_argument("--resume", action="store_true", help="skip the cases already finished in --out")
-    p.add_argument("--backends", nargs="+", choices=backends, default=list(backends))
-    p.add_argument("--models", nargs="+", choices=list(PRESETS), default=list(PRESETS))
+    p.add_argument("--resume", action="store_true", help="continue the run in --out: skip its finished cases")
+    p.add_argument("--backends", nargs="+", choices=backends, default=list(backends),
+                   help=f"(default: {' '.join(backends)})")
+    p.add_argument("--models", nargs="+", choices=list(PRESETS), default=list(PRESETS),
+                   help=f"(default: {' '.join(PRESETS)})")
     p.add_argument("--variants", nargs="+", metavar="V", help="timing variants (default: the suite's)")
-    p.add_argument("--devices", nargs="+", choices=devices, help="default: the suite's (cuda only where present)")
-    p.add_argument("--modes", nargs="+", choices=modes, help="default: the suite's")
-    p.add_argument("--threads", type=_positive_int, default=DEFAULT_THREADS, help=threads_help)
+    p.add_argument("--devices", nargs="+", choices=devices, help="(default: the suite's; cuda only where present)")
+    p.add_argument("--modes", nargs="+", choices=modes, help="(default: the suite's)")
+    _add_threads(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="render report.md and index.html from a run folder or pytest-benchmark JSON")
-    p.add_argument("inputs", nargs="+", metavar="RUN_DIR_OR_JSON")
-    p.add_argument("--out", metavar="DIR")
+    p = sub.add_parser("report", help="render report.md and index.html from a run folder or pytest-benchmark JSON",
+                       description="Render a run folder (its results.jsonl and environment.json) or pytest-benchmark "
+                                   "JSON files (pytest --benchmark-json) into report.md, a self-contained index.html "
+                                   "and PNG plots.",
+                       **_epilog("report reports/runs/mine", "report bench.json --out /tmp/bench-report",
+                                 variants=False))
+    p.add_argument("inputs", nargs="+", metavar="RUN_DIR_OR_JSON",
+                   help="one run folder, or one or more pytest-benchmark JSON files")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: the run folder, or the first JSON's folder)")
     p.set_defaults(func=cmd_report)
     return parser
 
@@ -270,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if hasattr(args, "threads"):
+            check_threads(args.threads, args.oversubscribe)
         return args.func(args)
     except BackendUnavailable as exc:
         print(f"skipped: {exc}", file=sys.stderr)
@@ -280,3 +331,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not allocation_failure(exc):
+            raise
+        where = getattr(args, "spec", None) or f"--model {getattr(args, 'model', None) or 'mlp'}"
+        print(f"error: {where}: the framework could not allocate memory for this model "
+              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", file=sys.stderr)
+        return 2

@@ -20,6 +20,7 @@ from typing import Any
 
 from backends import registry
 from harness.records import SCHEMA_VERSION
+from harness.resources import physical_memory_bytes
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENVIRONMENT_FILE = "environment.json"
@@ -37,7 +38,7 @@ def collect_environment(threads: int | None = None) -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "logical_cores": os.cpu_count(),
         "available_cores": _available_cores(),
-        "memory_total_bytes": _memory_total(),
+        "memory_total_bytes": physical_memory_bytes(),
         "frameworks": _framework_versions(),
         "gpu": _gpus(),
         "env": {name: os.environ.get(name) for name in ENV_FLAGS},
@@ -68,13 +69,6 @@ def _available_cores() -> int | None:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count()
-
-
-def _memory_total() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def _framework_versions() -> dict[str, str]:

@@ -35,14 +35,14 @@ Shape = tuple[int, ...]
 
 def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow's "same" padding along one axis: (before, after); the odd pixel goes after."""
-    out = math.ceil(size / stride)
+    out = -(-size // stride)  # ceil in integers: exact for any size
     total = max((out - 1) * stride + kernel - size, 0)
     return total // 2, total - total // 2
 
 
 def _window_output(size: int, kernel: int, stride: int, padding: str) -> int:
     if padding == "same":
-        return math.ceil(size / stride)
+        return -(-size // stride)
     return (size - kernel) // stride + 1
 
 

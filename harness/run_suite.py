@@ -4,57 +4,86 @@ Each case is one `python -m harness parity|time|inspect ... --json {json}` comma
 measures exactly what those commands measure; harness/case_runner.py makes the results durable
 and resumable. What each backend can do (modes, devices, a hand-written reference loop, parity
 against the reference) comes from the backend registry (backends/__init__.py); a backend whose
-framework is missing has its cases recorded as skipped. After a timing case, the answers to the
-timing questions (harness/questions.py) are computed from that session's paired times by
-harness.timing.compare, the function `time` itself uses.
+framework is missing (checked once, in a subprocess: this process never imports one) has its
+cases recorded as skipped. After a timing case, the answers to the timing questions
+(harness/questions.py) are computed from that session's paired times by harness.timing.compare,
+the function `time` itself uses.
+
+Nothing in an existing run folder is written until the run is known to proceed: the options,
+the variants and the folder (its type, writability, existing results, --resume) are checked
+first. SIGTERM is handled like Ctrl-C: the case in flight is killed and recorded, finished cases
+are kept, and the resume command is printed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import json
+import os
 import shlex
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 from backends import REFERENCE, backend_class, parity_partners
-from harness.case_runner import Case, CasesInterrupted, lock_run_dir, run_cases
-from harness.environment import write_environment
+from harness.case_runner import (
+    CASES_DIR, LOCK_FILE, LOGS_DIR, Case, CasesInterrupted, ResultsNotWritten, latest_case_status, lock_run_dir,
+    run_cases,
+)
+from harness.environment import ENVIRONMENT_FILE, write_environment
 from harness.errors import HarnessInputError
 from harness.questions import INJECTED_SLOWDOWN, TIMING_QUESTIONS
-from harness.records import RESULTS_FILE, from_dict
+from harness.records import RESULTS_FILE, from_dict, read_results
 from harness.suites import SUITES
 from harness.timing import compare, floor_for, noise_floors
-from harness.variants import BASELINE
+from harness.variants import BASELINE, parse_variant
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = {"parity": 900, "time": 900, "inspect": 600}
+AVAILABILITY_TIMEOUT_S = 120
+_AVAILABILITY_CODE = ("import json, sys; from backends import backend_class; "
+                      "a = backend_class(sys.argv[1]).availability(); print(json.dumps([a.ok, a.reason]))")
 
 
 def _command(*args: str) -> tuple[str, ...]:
     return (sys.executable, "-m", "harness", *args, "--json", "{json}")
 
 
-def plan_cases(args) -> list[Case]:
+def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
+    """The cases of a run. `unavailable` maps a backend whose framework cannot be had here to the
+    reason: its cases are planned as skipped. Raises HarnessInputError for options that cannot
+    make a case (a variant that does not parse, a backend left with no mode)."""
+    unavailable = unavailable or {}
     suite = SUITES[args.suite]
-    variants = tuple(args.variants or suite.timing_variants)
-    modes = tuple(args.modes or suite.modes)
-    devices = tuple(args.devices or suite.devices)
+    variants = _checked_variants(args.variants or suite.timing_variants)
+    modes = tuple(dict.fromkeys(args.modes or suite.modes))
+    devices = tuple(dict.fromkeys(args.devices or suite.devices))
     if "cuda" in devices and args.devices is None:
         devices = tuple(d for d in devices if d != "cuda" or _cuda_present())
+    backends, models = tuple(dict.fromkeys(args.backends)), tuple(dict.fromkeys(args.models))
+    for backend in backends:
+        cls = backend_class(backend)
+        if not any(m in cls.MODES for m in modes):
+            raise HarnessInputError(f"--modes {' '.join(modes)}: {backend} has none of these modes "
+                                    f"(its modes: {', '.join(cls.MODES)})")
     threads = str(args.threads)
     cases = []
-    if REFERENCE in args.backends:
-        for partner in (b for b in parity_partners() if b in args.backends):
-            for model in args.models:
+    if REFERENCE in backends:
+        for partner in (b for b in parity_partners() if b in backends):
+            for model in models:
                 argv = _command("parity", "--against", partner, "--model", model, "--threads", threads,
                                 *(a for v in suite.parity_variants for a in ("--variant", v)))
                 cases.append(Case(f"parity/{partner}/{model}", argv, TIMEOUT_S["parity"],
                                   f"parity {REFERENCE}-{partner} {model}",
-                                  8.0 + 4.0 * len(suite.parity_variants) * (2 if model == "cnn" else 1)))
-    for backend in args.backends:
+                                  8.0 + 4.0 * len(suite.parity_variants) * (2 if model == "cnn" else 1),
+                                  unavailable.get(REFERENCE) or unavailable.get(partner, "")))
+    for backend in backends:
         cls = backend_class(backend)
         backend_modes = [m for m in modes if m in cls.MODES]
-        for model in args.models:
+        skip = unavailable.get(backend, "")
+        for model in models:
             for device in (d for d in devices if d in cls.DEVICES):
                 reference_loop = (cls.HAS_REFERENCE_LOOP and model == "mlp" and "eager" in backend_modes
                                   and BASELINE in variants)
@@ -68,12 +97,68 @@ def plan_cases(args) -> list[Case]:
                 arms = (len(variants) * len(backend_modes) + 3)
                 cases.append(Case(f"time/{backend}/{model}/{device}/{'+'.join(backend_modes)}", argv,
                                   TIMEOUT_S["time"], f"time {backend} {model} {device} {'+'.join(backend_modes)}",
-                                  8.0 + arms * (suite.rounds * suite.round_s + 1.0 + 12.0 * ("compiled" in backend_modes))))
+                                  8.0 + arms * (suite.rounds * suite.round_s + 1.0 + 12.0 * ("compiled" in backend_modes)),
+                                  skip))
             argv = _command("inspect", "--backend", backend, "--model", model, "--threads", threads,
                             *(a for v in suite.inspect_variants for a in ("--variant", v)))
             cases.append(Case(f"inspect/{backend}/{model}", argv, TIMEOUT_S["inspect"], f"inspect {backend} {model}",
-                              6.0 + 3.0 * len(suite.inspect_variants)))
+                              6.0 + 3.0 * len(suite.inspect_variants), skip))
     return cases
+
+
+def _checked_variants(texts) -> tuple[str, ...]:
+    """The variants, each parsed (exit 2 on a bad one), once per distinct variant."""
+    labels: dict[str, str] = {}
+    for text in texts:
+        labels.setdefault(parse_variant(text, f"--variants {text!r}").label, text)
+    return tuple(labels.values())
+
+
+def unavailable_backends(names) -> dict[str, str]:
+    """{backend: why not} for the backends whose framework cannot be imported here. Each is tried
+    in a subprocess, so this process imports no framework and survives one that crashes."""
+    found = {}
+    for name in names:
+        try:
+            done = subprocess.run([sys.executable, "-c", _AVAILABILITY_CODE, name], capture_output=True, text=True,
+                                  timeout=AVAILABILITY_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            found[name] = f"importing it took longer than {AVAILABILITY_TIMEOUT_S} s"
+            continue
+        if done.returncode < 0:
+            found[name] = f"importing it crashed ({signal.Signals(-done.returncode).name})"
+        elif done.returncode != 0:
+            found[name] = f"checking it failed: {(done.stderr.strip().splitlines() or ['no message'])[-1]}"
+        else:
+            ok, reason = json.loads(done.stdout.strip().splitlines()[-1])
+            if not ok:
+                found[name] = reason
+    return found
+
+
+def check_run_folder(out: Path, resume: bool) -> None:
+    """Refuse a run folder this run cannot use, before anything in it is written."""
+    if out.exists() and not out.is_dir():
+        raise HarnessInputError(f"--out {out}: is a file, not a folder")
+    for name, is_folder in ((RESULTS_FILE, False), (ENVIRONMENT_FILE, False), (LOCK_FILE, False),
+                            (LOGS_DIR, True), (CASES_DIR, True)):
+        path = out / name
+        if path.exists() and path.is_dir() != is_folder:
+            raise HarnessInputError(f"--out {out}: {name} is a {'folder' if path.is_dir() else 'file'}; "
+                                    f"a run needs it to be a {'folder' if is_folder else 'file'}")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise HarnessInputError(f"--out {out}: {existing} is not writable")
+    results = out / RESULTS_FILE
+    has_results = results.is_file() and results.stat().st_size > 0
+    if has_results and not resume:
+        raise HarnessInputError(f"--out {out}: this folder already has results; use --resume to continue that run, "
+                                "or another --out")
+    if resume and not has_results:
+        raise HarnessInputError(f"--resume: {out} has no {RESULTS_FILE} to resume")
+    if resume:
+        found = read_results(results)  # raises on a damaged file, naming the line
+        latest_case_status(found.records[:found.finished])  # raises on a case record without case_id
 
 
 def _cuda_present() -> bool:
@@ -104,6 +189,23 @@ def question_comparisons(case: Case, records: list[dict]) -> list[dict]:
     return found
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Within the block SIGTERM raises KeyboardInterrupt, as Ctrl-C does; the dict it yields
+    names the signal that stopped the run (empty for Ctrl-C)."""
+    received: dict = {}
+
+    def handler(number, frame):
+        received.update(number=number, name=f"stopped by {signal.Signals(number).name}")
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _options_without_out(argv: list[str]) -> list[str]:
     """The user's `run` options minus --out/--resume, to repeat in the resume hint."""
     kept, skip = [], False
@@ -118,25 +220,30 @@ def _options_without_out(argv: list[str]) -> list[str]:
 
 
 def run_suite(args) -> int:
-    """The `run` command: plan, lock the run folder, run the cases, write the report."""
+    """The `run` command: check, plan, lock the run folder, run the cases, write the report."""
     from harness.report import build_report
 
     out = Path(args.out) if args.out else PROJECT_ROOT / "reports" / "runs" / (
         datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{args.suite}")
-    if args.resume and not (out / RESULTS_FILE).exists():
-        raise HarnessInputError(f"--resume: {out} has no {RESULTS_FILE} to resume")
-    cases = plan_cases(args)
-    with lock_run_dir(out):
-        write_environment(out, args.threads)
+    plan_cases(args)  # bad options fail here, before the folder is looked at
+    check_run_folder(out, args.resume)
+    cases = plan_cases(args, unavailable_backends(dict.fromkeys(args.backends)))
+    again = shlex.join(["python", "-m", "harness", "run", *_options_without_out(sys.argv[2:]), "--out", str(out),
+                        "--resume"])
+    with lock_run_dir(out), _sigterm_as_interrupt() as received:
+        if not (out / ENVIRONMENT_FILE).exists():  # a resumed run keeps the machine it started on
+            write_environment(out, args.threads)
         print(f"run: {len(cases)} cases ({args.suite} suite) into {out}", file=sys.stderr)
         try:
             tally = run_cases(cases, out, resume=args.resume, postprocess=question_comparisons)
         except CasesInterrupted as exc:
-            again = ["python", "-m", "harness", "run", *_options_without_out(sys.argv[2:]), "--out", str(out),
-                     "--resume"]
             finished = f"{exc.tally.ok} case{'' if exc.tally.ok == 1 else 's'} finished"
-            print(f"interrupted; {finished}, resume with: {shlex.join(again)}", file=sys.stderr)
-            return 130
+            print(f"{received.get('name', 'interrupted')}; {finished}, resume with: {again}", file=sys.stderr)
+            return 128 + received.get("number", signal.SIGINT)
+        except ResultsNotWritten as exc:
+            print(f"error: {exc}. Every case recorded before it is intact; {exc.case_id} is lost. "
+                  f"Make room, then resume with: {again}", file=sys.stderr)
+            return 1
         paths = build_report([out])
     print(f"{tally.ok} ok, {tally.failed} failed, {tally.timeout} timed out, {tally.skipped} skipped "
           f"(framework or device not available here), {tally.already_ok} already ok from an earlier run; "

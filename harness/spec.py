@@ -19,6 +19,8 @@ index and the field: `my.json: layers[2].rate: 1.5 is not in [0, 1)`.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -193,15 +195,47 @@ def check_spec(spec: ModelSpec, source: str = "spec") -> LayerShapes:
     return shapes
 
 
-def load_spec(path: str | Path) -> ModelSpec:
-    """Load a spec from a .json or .toml file."""
-    path = Path(path)
+SPEC_FILE_MIB = 1  # the largest a spec file may be; the spec files here are a few kB
+SPEC_FILE_LIMIT = SPEC_FILE_MIB * 1024 * 1024  # bytes
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _refuse_unless_regular(path: Path, info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for is_kind, name in _FILE_KINDS if is_kind(info.st_mode)), "not a regular file")
+        raise HarnessInputError(f"{path}: is {kind}, not a spec file (a regular .json or .toml file)")
+    if info.st_size > SPEC_FILE_LIMIT:
+        raise HarnessInputError(f"{path}: {info.st_size} bytes, more than the {SPEC_FILE_MIB} MiB limit of a spec file")
+
+
+def _read_spec_file(path: Path) -> bytes:
+    """The bytes of a spec file, which must be a regular file of at most SPEC_FILE_LIMIT bytes.
+    Its type is checked before it is opened (opening a FIFO waits for a writer, and opening a
+    device can act on it), again on the opened file (it may have been replaced meanwhile), and at
+    most the limit + 1 bytes are read, so neither /dev/zero nor a file that grows can run away."""
     try:
-        raw = path.read_bytes()
+        _refuse_unless_regular(path, os.stat(path))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise HarnessInputError(f"{path}: no such spec file") from None
     except OSError as exc:
         raise HarnessInputError(f"{path}: cannot read spec file ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        _refuse_unless_regular(path, os.fstat(fd))
+        try:
+            raw = handle.read(SPEC_FILE_LIMIT + 1)
+        except OSError as exc:
+            raise HarnessInputError(f"{path}: cannot read spec file ({exc.strerror})") from None
+    if len(raw) > SPEC_FILE_LIMIT:
+        raise HarnessInputError(f"{path}: grew past the {SPEC_FILE_MIB} MiB limit of a spec file while it was read")
+    return raw
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    """Load a spec from a .json or .toml file (a regular file of at most SPEC_FILE_MIB MiB)."""
+    path = Path(path)
+    raw = _read_spec_file(path)
     if path.suffix == ".toml":
         import tomllib
 

@@ -12,6 +12,8 @@ rules are conservative and stated once, here:
 - "slower"/"faster" needs both a CI that excludes 1 and an effect larger than the noise floor.
   Anything else is "no detectable difference", reported with the largest effect still compatible
   with the data ("at most X%"), never as a finding.
+- Below MIN_PAIRS paired rounds a bootstrap CI is not worth its name (3 pairs have only 10
+  distinct resamples; 1 pair gives a zero-width CI): no verdict is given.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ BOOTSTRAP_SEED = 20261122
 SLOWER = "slower"
 FASTER = "faster"
 NO_DIFFERENCE = "no detectable difference"
+TOO_FEW_PAIRS = "too few rounds for a verdict"
+MIN_PAIRS = 10
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,9 @@ def verdict(a_label: str, b_label: str, pr: PairedRatio, noise_floor: float | No
     floor = noise_floor or 0.0
     effect = pr.ratio - 1.0
     numbers = f"ratio {pr.ratio:.3f}, 95% CI {pr.ci_low:.3f}-{pr.ci_high:.3f}"
+    if 0 < pr.n_pairs < MIN_PAIRS:  # n_pairs 0: an older record that did not store it
+        return Verdict(TOO_FEW_PAIRS, f"No verdict for {b_label} against {a_label}: only {pr.n_pairs} paired rounds, "
+                                      f"too few for a CI to rest on (at least {MIN_PAIRS}; {numbers}).")
     floor_text = f"; A/A noise floor ±{floor * 100:.1f}%" if noise_floor is not None else "; no A/A control"
     if pr.ci_low > 1.0 and effect > floor:
         return Verdict(SLOWER, f"{b_label} is {effect * 100:.1f}% slower than {a_label} ({numbers}{floor_text}).")

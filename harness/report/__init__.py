@@ -62,6 +62,10 @@ def build_report(inputs: Sequence[Path], out_dir: Path | None = None) -> ReportP
         out = Path(out_dir) if out_dir else paths[0].parent
         title, blocks = "pytest-benchmark report", benchmark_blocks(benchmarks, out)
     markdown_path, page = out / MARKDOWN, out / HTML
-    markdown_path.write_text(markdown(blocks, out), encoding="utf-8")
-    page.write_text(html_page(title, blocks), encoding="utf-8")
+    try:
+        markdown_path.write_text(markdown(blocks, out), encoding="utf-8")
+        page.write_text(html_page(title, blocks), encoding="utf-8")
+    except OSError as exc:
+        raise HarnessInputError(f"{out}: could not write the report ({exc.strerror}); the results are unchanged, "
+                                "rerun `python -m harness report` when the folder is writable") from None
     return ReportPaths(markdown_path, page, tuple(b.path for b in blocks if isinstance(b, Image)))

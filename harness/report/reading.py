@@ -112,6 +112,11 @@ def _latest_attempts(entries: list[tuple[str, Record]]) -> tuple[list[Record], i
             ends[case_id] = (record, pending.pop(case_id, []))
         else:
             pending.setdefault(case_id, []).append(record)
+    finished_ok = [case_id for case_id, record in entries if isinstance(record, CaseRecord) and record.status == "ok"]
+    twice = sorted({case_id for case_id in finished_ok if finished_ok.count(case_id) > 1})
+    if twice:  # a resumed run never reruns a finished case: these are two runs' files joined
+        raise HarnessInputError(f"{RESULTS_FILE}: case {twice[0]} finished ok twice: this file holds more than one "
+                                "run; report each run folder on its own")
     kept: list[Record] = []
     missing, warnings = [], []
     for case_id in dict.fromkeys(case_id for case_id, _ in entries):

@@ -20,6 +20,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from harness.errors import HarnessInputError
+
 PLOT_DIR = "plots"
 MAX_CELL_CHARS = 300
 LONG_CELL_CHARS = 40  # longer cells may wrap in HTML; shorter ones (numbers, CIs) do not
@@ -78,8 +80,12 @@ def ms(seconds: float) -> str:
 def save_plot(name: str, caption: str, make: Callable[[], Figure], out: Path) -> Image:
     """Draw a figure and save it as out/plots/<name>.png."""
     path = out / PLOT_DIR / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    make().savefig(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        make().savefig(path)
+    except OSError as exc:
+        raise HarnessInputError(f"{out}: could not write the report's plot {path.name} ({exc.strerror}); the results "
+                                "are unchanged, rerun `python -m harness report` when the folder is writable") from None
     return Image(path, caption)
 
 
