@@ -209,6 +209,13 @@ def _epilog(*examples: str, variants: bool = True) -> dict:
     return {"epilog": "\n".join(lines), "formatter_class": _LineKeepingFormatter}
 
 
+def _subcommand(sub, name: str, func, **options) -> argparse.ArgumentParser:
+    """A command's parser, bound to the function that runs it."""
+    parser = sub.add_parser(name, **options)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     from harness.suites import SUITES
 
@@ -223,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     modes = list(dict.fromkeys(m for cls in registry().values() for m in cls.MODES))
     devices = list(dict.fromkeys(d for cls in registry().values() for d in cls.DEVICES))
 
-    p = sub.add_parser("parity", help="check that PyTorch and TensorFlow compute the same numbers",
+    p = _subcommand(sub, "parity", cmd_parity, help="check that PyTorch and TensorFlow compute the same numbers",
                        description="Load the same weights into both frameworks and compare outputs, losses, gradients, "
                                    "optimizer steps and BatchNorm statistics. Exit 0 only if every check passes.",
                        **_epilog("parity", "parity --model cnn --variant 'dropout=0,bn=before'",
@@ -235,9 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repeatable (default: every value of every variant axis, 12 variants)")
     p.add_argument("--json", metavar="FILE", help="write one record per check (default: none)")
     _add_threads(p)
-    p.set_defaults(func=cmd_parity)
 
-    p = sub.add_parser("time", help="per-training-step time of variants, interleaved, with CIs",
+    p = _subcommand(sub, "time", cmd_time, help="per-training-step time of variants, interleaved, with CIs",
                        description="Time one training step (forward, loss, backward, update) of each variant. With two "
                                    "or more arms they are measured interleaved (every round runs every arm, in a new "
                                    "random order) and compared with the first: median ratio, 95% bootstrap CI, verdict.",
@@ -266,9 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-loop", action="store_true",
                    help="add a hand-written training loop (mlp preset, eager) to measure the harness's own overhead")
     p.add_argument("--json", metavar="FILE", help="write timing and comparison records (default: none)")
-    p.set_defaults(func=cmd_time)
 
-    p = sub.add_parser("inspect", help="count the graph nodes one training step executes",
+    p = _subcommand(sub, "inspect", cmd_inspect, help="count the graph nodes one training step executes",
                        description="torch: autograd nodes of one step, the torch.compile (dynamo) graph and the AOT "
                                    "forward/backward graphs. tensorflow: ops of the traced tf.function step.",
                        **_epilog("inspect --backend torch --variant dropout=absent --variant dropout=0",
@@ -278,11 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", required=True, metavar="V", help="repeatable (at least one)")
     _add_threads(p)
     p.add_argument("--json", metavar="FILE", help="write one record per variant and graph (default: none)")
-    p.set_defaults(func=cmd_inspect)
 
     suites = "; ".join(f"{name}: {len(s.questions)} questions, modes {'+'.join(s.modes)}, {s.rounds} rounds"
                        for name, s in SUITES.items())
-    p = sub.add_parser("run", help="the main job: parity + timing matrix + inspection, then a report",
+    p = _subcommand(sub, "run", cmd_run, help="the main job: parity + timing matrix + inspection, then a report",
                        description="Run a suite, each case in its own process, results appended to results.jsonl as "
                                    "they finish; then write report.md and index.html. Ctrl-C (or SIGTERM) keeps the "
                                    f"finished cases and prints the command that resumes. Suites: {suites} (README: "
@@ -301,9 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", nargs="+", choices=devices, help="(default: the suite's; cuda only where present)")
     p.add_argument("--modes", nargs="+", choices=modes, help="(default: the suite's)")
     _add_threads(p)
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="render report.md and index.html from a run folder or pytest-benchmark JSON",
+    p = _subcommand(sub, "report", cmd_report, help="render report.md and index.html from a run folder or pytest-benchmark JSON",
                        description="Render a run folder (its results.jsonl and environment.json) or pytest-benchmark "
                                    "JSON files (pytest --benchmark-json) into report.md, a self-contained index.html "
                                    "and PNG plots.",
@@ -312,7 +315,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="RUN_DIR_OR_JSON",
                    help="one run folder, or one or more pytest-benchmark JSON files")
     p.add_argument("--out", metavar="DIR", help="where to write (default: the run folder, or the first JSON's folder)")
-    p.set_defaults(func=cmd_report)
     return parser
 
 
