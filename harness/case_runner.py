@@ -117,14 +117,14 @@ class _Outcome:
     records: list[dict[str, Any]]
 
 
-def latest_case_status(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Map each case_id to the status of its last CaseRecord (HarnessInputError for a case record
-    without a case_id or status: the file was not written by a run)."""
+def latest_case_status(records: Iterable[Mapping[str, Any]], source: str = RESULTS_FILE) -> dict[str, str]:
+    """Map each case_id to the status of its last CaseRecord (HarnessInputError naming `source` for
+    a case record without a case_id or status: the file was not written by a run)."""
     latest = {}
     for index, record in enumerate(records, start=1):
         if record.get("kind") == CaseRecord.kind:
             if not isinstance(record.get("case_id"), str) or not isinstance(record.get("status"), str):
-                raise HarnessInputError(f"{RESULTS_FILE}: record {index} is a case record without a case_id "
+                raise HarnessInputError(f"{source}: record {index} is a case record without a case_id "
                                         "or status; this file was not written by `run`")
             latest[record["case_id"]] = record["status"]
     return latest
@@ -232,7 +232,7 @@ def _prepare_results(results: Path, resume: bool) -> dict[str, str]:
               "(the run was killed while writing it)", file=sys.stderr)
     with open(results, "r+b") as handle:
         handle.truncate(found.finished_end)
-    return latest_case_status(found.records[:found.finished])
+    return latest_case_status(found.records[:found.finished], str(results))
 
 
 def _log_name(case: Case) -> str:

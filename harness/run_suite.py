@@ -158,7 +158,7 @@ def check_run_folder(out: Path, resume: bool) -> None:
         raise HarnessInputError(f"--resume: {out} has no {RESULTS_FILE} to resume")
     if resume:
         found = read_results(results)  # raises on a damaged file, naming the line
-        latest_case_status(found.records[:found.finished])  # raises on a case record without case_id
+        latest_case_status(found.records[:found.finished], str(results))  # raises on a case record without case_id
 
 
 def _cuda_present() -> bool:

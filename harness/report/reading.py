@@ -82,7 +82,7 @@ def read_run_folder(folder: Path) -> RunFolder:
             warnings.append(f"{path}: record {index} was skipped: {exc}.")
     if any(isinstance(raw.get("schema"), int) and raw["schema"] > SCHEMA_VERSION for raw in results.records):
         warnings.append(f"{path}: written with a newer record schema than {SCHEMA_VERSION}; fields may be misread.")
-    kept, cases_ok, missing, attempt_warnings = _latest_attempts(entries)
+    kept, cases_ok, missing, attempt_warnings = _latest_attempts(entries, path)
     environment, environment_warning = _read_environment(folder / ENVIRONMENT_FILE)
     return RunFolder(
         folder=folder,
@@ -95,7 +95,8 @@ def read_run_folder(folder: Path) -> RunFolder:
     )
 
 
-def _latest_attempts(entries: list[tuple[str, Record]]) -> tuple[list[Record], int, list[MissingCase], list[str]]:
+def _latest_attempts(entries: list[tuple[str, Record]], path: Path) -> tuple[list[Record], int, list[MissingCase],
+                                                                         list[str]]:
     """Split records by the latest CaseRecord of their case: ok cases are kept, others are missing.
 
     A case's records precede its CaseRecord, so the records between two CaseRecords of one case
@@ -115,7 +116,7 @@ def _latest_attempts(entries: list[tuple[str, Record]]) -> tuple[list[Record], i
     finished_ok = [case_id for case_id, record in entries if isinstance(record, CaseRecord) and record.status == "ok"]
     twice = sorted({case_id for case_id in finished_ok if finished_ok.count(case_id) > 1})
     if twice:  # a resumed run never reruns a finished case: these are two runs' files joined
-        raise HarnessInputError(f"{RESULTS_FILE}: case {twice[0]} finished ok twice: this file holds more than one "
+        raise HarnessInputError(f"{path}: case {twice[0]} finished ok twice: this file holds more than one "
                                 "run; report each run folder on its own")
     kept: list[Record] = []
     missing, warnings = [], []
