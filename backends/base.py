@@ -118,6 +118,12 @@ class Model(ABC):
     def graph_counts(self, x: np.ndarray, y: np.ndarray) -> list[GraphCount]:
         """Count what one training step executes, in each graph the framework exposes."""
 
+    @property
+    def optimizer_class(self) -> str:
+        """The fully qualified class of the optimizer this model trains with, e.g. torch.optim.sgd.SGD."""
+        cls = type(self.optimizer)
+        return f"{cls.__module__}.{cls.__qualname__}"
+
     def train_epoch(self, x: np.ndarray, y: np.ndarray, seed: int) -> float:
         """One pass over (x, y) in shuffled batches of spec.batch_size; returns the mean loss."""
         order = np.random.default_rng(seed).permutation(len(x))
@@ -143,7 +149,8 @@ class Backend(ABC):
     process using several frameworks), `DISTRIBUTIONS` (installed packages whose versions the
     environment record lists), `COLOR` (in plots), and capability flags: `SUPPORTS_FLOAT64`
     (can be the parity oracle), `HAS_REFERENCE_LOOP` (reference_step is implemented), and the
-    convention `BN_BIASED_RUNNING_VAR` (running_var updated with the biased batch variance).
+    convention `BN_BIASED_RUNNING_VAR` (running_var updated with the biased batch variance), and
+    `IDIOMS`, the values of the spec's training idioms it builds as written (`builds_as_written`).
     """
 
     name: ClassVar[str]
@@ -155,6 +162,9 @@ class Backend(ABC):
     SUPPORTS_FLOAT64: ClassVar[bool] = False
     HAS_REFERENCE_LOOP: ClassVar[bool] = False
     BN_BIASED_RUNNING_VAR: ClassVar[bool] = False  # Keras: True; PyTorch: False (see the module docstring)
+    # The spec's training idioms (harness/spec.py) whose values this backend builds differently; a
+    # value not listed is built as the first one (e.g. Keras has one coupled L2: kernel_regularizer).
+    IDIOMS: ClassVar[dict[str, tuple[str, ...]]] = {"l2_style": ("penalty",), "optimizer_impl": ("stock",)}
 
     @classmethod
     @abstractmethod
@@ -176,6 +186,12 @@ class Backend(ABC):
     def check_device(cls, device: str) -> None:
         if device not in cls.DEVICES:
             raise HarnessInputError(f"--device: {cls.name} has no device {device!r} (devices: {', '.join(cls.DEVICES)})")
+
+    @classmethod
+    def builds_as_written(cls, spec: ModelSpec) -> bool:
+        """False when the spec asks for an idiom this backend builds as another one (timing such a
+        variant would measure a duplicate of that other one)."""
+        return all(getattr(spec, idiom) in values for idiom, values in cls.IDIOMS.items())
 
     @classmethod
     def check_mode(cls, mode: str) -> None:

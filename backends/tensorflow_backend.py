@@ -11,10 +11,17 @@ to the canonical (PyTorch) layout of backends/base.py:
 - Regularizers: keras L1(l1) / L2(l2) compute their penalty even at 0.0 (as PyTorch's explicit
   penalty does). Keras's L1L2 silently skips a zero term, so when both l1 and l2 are present we
   use a two-term regularizer that always computes both: the same work in both frameworks.
-- Adam: Keras adds epsilon to sqrt(v) ("epsilon hat"), PyTorch to sqrt(v_hat). The spec uses
-  PyTorch's placement, so Adam here scales epsilon by sqrt(1 - beta_2^t); the update is then
-  mathematically PyTorch's. SGD with momentum needs nothing: Keras's m <- mu*m - lr*g is
-  PyTorch's buffer times -lr at constant lr.
+- Adam: Keras adds epsilon to sqrt(v) ("epsilon hat"), PyTorch to sqrt(v_hat). With the spec's
+  optimizer_impl "stock" (timing, what Keras users run) this is keras.optimizers.Adam with the
+  spec's epsilon, in Keras's placement. With "matched" (parity) TorchEpsilonAdam scales epsilon
+  by sqrt(1 - beta_2^t), so the update is mathematically PyTorch's. SGD with momentum needs
+  nothing: Keras's m <- mu*m - lr*g is PyTorch's buffer times -lr at constant lr.
+- L2: Keras's one coupled idiom, kernel_regularizer, whatever the spec's l2_style (the torch
+  optimizer's weight_decay = 2*l2 is the same objective; Keras optimizers' own weight_decay is
+  decoupled, AdamW-style, a different regularizer and never used here).
+- Initialization is seeded per layer (glorot_uniform with seed spec.seed + layer index, Keras's
+  default initializer): building a model never reseeds the process (keras.utils.set_random_seed
+  would reseed Python, NumPy and TensorFlow globally).
 - Dropout(rate=0) returns its input (keras Dropout.call checks rate > 0): no graph node.
 - TF32 execution is turned off (float32 means float32).
 TF_CPP_MIN_LOG_LEVEL defaults to 2 (warnings and errors only) unless the caller set it.
@@ -110,13 +117,18 @@ def _activation(layer) -> str | None:
     return None if layer.activation == "linear" else layer.activation
 
 
+def _kernel_options(keras, layer, seed: int) -> dict:
+    """Activation, L1/L2 and a seeded default (glorot_uniform) initializer of a dense/conv kernel."""
+    return {"activation": _activation(layer), "kernel_regularizer": _regularizer(keras, layer),
+            "kernel_initializer": keras.initializers.GlorotUniform(seed=seed)}
+
+
 # Builders: (keras, layer, index, seed) -> a Keras layer.
 BUILDERS = {
     Dense: lambda keras, layer, index, seed: keras.layers.Dense(
-        layer.units, activation=_activation(layer), kernel_regularizer=_regularizer(keras, layer)),
+        layer.units, **_kernel_options(keras, layer, seed + index)),
     Conv2D: lambda keras, layer, index, seed: keras.layers.Conv2D(
-        layer.filters, layer.kernel_size, layer.strides, layer.padding, activation=_activation(layer),
-        kernel_regularizer=_regularizer(keras, layer)),
+        layer.filters, layer.kernel_size, layer.strides, layer.padding, **_kernel_options(keras, layer, seed + index)),
     MaxPool2D: lambda keras, layer, index, seed: keras.layers.MaxPooling2D(
         layer.pool_size, layer.effective_strides, layer.padding),
     Flatten: lambda keras, layer, index, seed: keras.layers.Flatten(),
@@ -144,7 +156,6 @@ class TensorFlowModel(Model):
         super().__init__(spec, mode)
         tf, keras = backend.tf, backend.keras
         self.tf, self.keras = tf, keras
-        keras.utils.set_random_seed(spec.seed)
         shapes = infer_shapes(spec)
         self._layers = [layer_builder(BUILDERS, layer, backend.name)(keras, layer, i, spec.seed)
                         for i, layer in enumerate(spec.layers)]
@@ -164,7 +175,7 @@ class TensorFlowModel(Model):
         opt = self.spec.optimizer
         if opt.type == "sgd":
             return self.keras.optimizers.SGD(learning_rate=opt.lr, momentum=opt.momentum)
-        adam = _keras_classes()[1]
+        adam = _keras_classes()[1] if self.spec.optimizer_impl == "matched" else self.keras.optimizers.Adam
         return adam(learning_rate=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
 
     def _make_slots(self, shapes) -> list[_Slot]:
@@ -270,6 +281,7 @@ class TensorFlowBackend(Backend):
     COLOR = "#2e86ab"
     HAS_REFERENCE_LOOP = True
     BN_BIASED_RUNNING_VAR = True
+    IDIOMS = {"l2_style": ("penalty",), "optimizer_impl": ("stock", "matched")}
 
     @classmethod
     def availability(cls) -> Availability:
@@ -341,13 +353,15 @@ class TensorFlowBackend(Backend):
 
 def keras_mlp():
     """The mlp preset (784-512-256-10, ReLU, dropout 0.2) as stock Keras layers (also used by
-    the keras.fit benchmark). Note: keras.utils.set_random_seed reseeds Python, NumPy and TF
-    for the whole process."""
+    the keras.fit benchmark), initialized and seeded per layer: no global reseeding."""
     _, keras = _import_tensorflow()
-    keras.utils.set_random_seed(0)
+
+    def dense(units: int, seed: int, **options):
+        return keras.layers.Dense(units, kernel_initializer=keras.initializers.GlorotUniform(seed=seed), **options)
+
     return keras.Sequential([
         keras.Input(shape=(784,)),
-        keras.layers.Dense(512, activation="relu"), keras.layers.Dropout(0.2),
-        keras.layers.Dense(256, activation="relu"), keras.layers.Dropout(0.2),
-        keras.layers.Dense(10),
+        dense(512, 0, activation="relu"), keras.layers.Dropout(0.2, seed=1),
+        dense(256, 2, activation="relu"), keras.layers.Dropout(0.2, seed=3),
+        dense(10, 4),
     ])

@@ -6,10 +6,14 @@ the optimizer). Conventions translated from the spec (see harness/spec.py):
 - BatchNorm momentum: PyTorch's is 1 - Keras's. Epsilon passed explicitly (defaults differ).
 - "same" padding is TensorFlow's (odd pixel at bottom/right, any stride): explicit F.pad when
   the padding is asymmetric; PyTorch's own padding="same" rejects strides > 1.
-- L1/L2: added to the loss as l1*sum|w| + l2*sum(w^2), exactly as Keras does. A present
-  regularizer with value 0.0 is still computed (as Keras's L2(0.0) is): that is the point of
-  the l2=0 vs absent comparison. weight_decay is never used (it would be 2*l2, and decoupled
-  from L1).
+- L1/L2, l2_style "penalty": added to the loss as l1*sum|w| + l2*sum(w^2), exactly as Keras
+  does. A present regularizer with value 0.0 is still computed (as Keras's L2(0.0) is).
+- l2_style "weight_decay" (how most PyTorch users write L2): L2 is the optimizer's coupled
+  weight_decay = 2*l2 (the gradient of l2*sum(w^2)), in a parameter group holding exactly the
+  kernels that carry L2 (not biases, not BatchNorm). torch.optim.SGD/Adam skip the decay term
+  when weight_decay == 0, so l2=0 costs nothing there. `loss`, `gradients` and
+  `apply_gradients` still speak the canonical objective (cross-entropy + penalties), so parity
+  compares both styles with Keras's kernel_regularizer.
 - TF32 is off (matmul and cuDNN) so float32 means float32 on Ampere+ GPUs.
 - nn.Dropout(p=0) returns its input on CPU and CUDA (aten's dropout skips p == 0), so it adds
   no autograd node: `inspect` shows this rather than assuming it.
@@ -94,11 +98,13 @@ class TorchModel(Model):
             modules.append(module)
             self._plan.append((pad, pad_value, None if activation == "linear" else getattr(torch, activation)))
         self.net = _spec_net_class()(torch.nn.ModuleList(modules), self._plan).to(self.device, self.dtype)
-        self._penalties = [
-            (self.net.layers[i].weight, layer.l1, layer.l2)
-            for i, layer in enumerate(spec.layers)
-            if isinstance(layer, (Dense, Conv2D)) and (layer.l1 is not None or layer.l2 is not None)
-        ]
+        kernels = [(self.net.layers[i].weight, layer) for i, layer in enumerate(spec.layers)
+                   if isinstance(layer, (Dense, Conv2D))]
+        decayed = spec.l2_style == "weight_decay"
+        # (weight, l1, l2) penalties the loss computes; (weight, l2) L2 the optimizer applies instead.
+        self._penalties = [(w, layer.l1, None if decayed else layer.l2) for w, layer in kernels
+                           if layer.l1 is not None or (layer.l2 is not None and not decayed)]
+        self._decayed = [(w, layer.l2) for w, layer in kernels if decayed and layer.l2 is not None]
         self.optimizer = self._make_optimizer()
         self._loss_fn = self._loss
         self._optimizer_step = self.optimizer.step
@@ -108,7 +114,9 @@ class TorchModel(Model):
 
     def _make_optimizer(self):
         opt = self.spec.optimizer
-        params = self.net.parameters()
+        decayed_ids = {id(weight) for weight, _ in self._decayed}
+        params = [{"params": [weight], "weight_decay": 2.0 * l2} for weight, l2 in self._decayed]
+        params.append({"params": [p for p in self.net.parameters() if id(p) not in decayed_ids]})
         if opt.type == "sgd":
             return self.torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum)
         # PyTorch's Adam adds eps to sqrt(v_hat): the spec's convention.
@@ -160,17 +168,29 @@ class TorchModel(Model):
     def loss(self, x, y, training):
         self.net.train(training)
         with self.torch.no_grad():
-            return float(self._loss(self._x(x), self._y(y)))
+            decayed = sum(float(l2 * weight.square().sum()) for weight, l2 in self._decayed)
+            return float(self._loss(self._x(x), self._y(y))) + decayed
+
+    def _decay_gradient(self, parameter):
+        """2*l2*w for a kernel whose L2 the optimizer applies (weight_decay), else None."""
+        return next((2.0 * l2 * weight.detach() for weight, l2 in self._decayed if weight is parameter), None)
 
     def gradients(self, x, y, training):
         self.net.train(training)
         self.net.zero_grad(set_to_none=True)
         self._loss(self._x(x), self._y(y)).backward()
-        return {name: p.grad.detach().cpu().numpy().copy() for name, p in self.net.layers.named_parameters()}
+        found = {}
+        for name, parameter in self.net.layers.named_parameters():
+            decay = self._decay_gradient(parameter)
+            grad = parameter.grad if decay is None else parameter.grad + decay
+            found[name] = grad.detach().cpu().numpy().copy()
+        return found
 
     def apply_gradients(self, gradients):
         for name, parameter in self.net.layers.named_parameters():
-            parameter.grad = self.torch.from_numpy(np.asarray(gradients[name])).to(self.device, self.dtype)
+            grad = self.torch.from_numpy(np.asarray(gradients[name])).to(self.device, self.dtype)
+            decay = self._decay_gradient(parameter)
+            parameter.grad = grad if decay is None else grad - decay  # the optimizer adds the decay back
         self.optimizer.step()
 
     def _step(self, x, y):
@@ -278,6 +298,7 @@ class TorchBackend(Backend):
     name = "torch"
     MODES = ("eager", "compiled")
     DEVICES = ("cpu", "cuda")
+    IDIOMS = {"l2_style": ("penalty", "weight_decay"), "optimizer_impl": ("stock",)}  # torch.optim is the reference
     LOAD_ORDER = 0  # before TensorFlow: importing TensorFlow first has crashed on import
     DISTRIBUTIONS = ("torch",)
     COLOR = "#d1495b"

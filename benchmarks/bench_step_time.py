@@ -14,6 +14,7 @@ import pytest
 
 from backends import registry
 from harness.data import synthetic_batch
+from harness.run_suite import distinct_variants
 from harness.spec import PRESETS, model_cost
 from harness.suites import SUITES
 from harness.variants import variant_spec
@@ -29,7 +30,7 @@ def pytest_generate_tests(metafunc):
         for model in PRESETS
         for device in cls.DEVICES
         for mode in suite.modes if mode in cls.MODES
-        for variant in suite.timing_variants
+        for variant in distinct_variants(cls, PRESETS[model], suite.timing_variants)
     ]
     metafunc.parametrize("case", cases, ids=["-".join(c) for c in cases])
 

@@ -39,10 +39,20 @@ TIMING_QUESTIONS = (
              "dropout=0", "dropout=0.5"),
     Question("bn_order_cost", "Does BatchNorm before vs after dropout change step time?",
              "bn=before", "bn=after"),
-    Question("l2_zero_cost", "Does l2=0.0 cost time compared with no regularizer?",
+    Question("l2_zero_cost", "Does l2=0.0 cost time compared with no regularizer, with L2 written as a loss "
+                             "penalty (Keras kernel_regularizer; torch: l2*sum(w^2) added to the loss)?",
              "l2=absent", "l2=0"),
-    Question("l2_positive_cost", "What does an l2=1e-4 penalty cost compared with no regularizer?",
+    Question("l2_positive_cost", "What does an l2=1e-4 penalty cost compared with no regularizer, written as a "
+                                 "loss penalty?",
              "l2=absent", "l2=0.0001"),
+    Question("l2_zero_cost_weight_decay", "Does l2=0.0 cost time when torch writes L2 as the optimizer's "
+                                          "weight_decay (coupled, 2*l2), as most torch users do?",
+             "l2=absent", "l2=0,l2_style=weight_decay"),
+    Question("l2_positive_cost_weight_decay", "What does l2=1e-4 cost as torch optimizer weight_decay (2e-4)?",
+             "l2=absent", "l2=0.0001,l2_style=weight_decay"),
+    Question("adam_matched_cost", "What does Adam with torch's epsilon placement (what parity trains with) cost "
+                                  "against the framework's stock Adam?",
+             "optimizer=adam", "optimizer=adam,optimizer_impl=matched"),
     Question("compiled_vs_eager", "How does a compiled step compare with an eager one?",
              BASELINE, BASELINE, a_mode="eager", b_mode="compiled"),
     Question("harness_overhead", "How much time does the harness add to a hand-written training step (mlp)?",

@@ -45,7 +45,8 @@ class ParityRecord(Record):
 
     `max_rel_err` is max|a - b| / max|reference| over the tensor (the error relative to the
     tensor's own scale; element-wise ratios blow up at zero crossings). `passed` means
-    max_rel_err <= tol; tol = max(a fixed float32 floor, 4 * f64_err). For semantic checks (dropout with p > 0, where masks cannot match) the
+    max_rel_err <= tol; tol = max(a fixed float32 floor, 4 * f64_err). An `info` record reports a
+    difference that is expected (with its reason in `detail`) and always has passed = True. For semantic checks (dropout with p > 0, where masks cannot match) the
     "error" is the deviation from the expected statistic and `backends` names one backend.
     """
 
@@ -60,6 +61,7 @@ class ParityRecord(Record):
     passed: bool
     detail: str = ""
     f64_err: float | None = None  # the reference's own float32 error against float64, same scale
+    info: bool = False  # information, not a check (e.g. stock optimizers' divergence): never a failure
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class TimingRecord(Record):
     injected_slowdown: float = 0.0
     times_s: tuple[float, ...] = field(default_factory=tuple)
     settings: dict[str, object] = field(default_factory=dict)  # Backend.settings(): threads, TF32, versions
+    optimizer_class: str = ""  # the optimizer the arm trained with, fully qualified ("" for a hand-written loop)
 
 
 @dataclass(frozen=True)

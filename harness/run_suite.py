@@ -38,7 +38,8 @@ from harness.questions import INJECTED_SLOWDOWN, TIMING_QUESTIONS
 from harness.records import RESULTS_FILE, from_dict, read_results
 from harness.suites import SUITES
 from harness.timing import compare, floor_for, noise_floors
-from harness.variants import BASELINE, parse_variant
+from harness.spec import PRESETS
+from harness.variants import BASELINE, parse_variant, variant_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = {"parity": 900, "time": 900, "inspect": 600}
@@ -84,17 +85,18 @@ def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
         backend_modes = [m for m in modes if m in cls.MODES]
         skip = unavailable.get(backend, "")
         for model in models:
+            model_variants = distinct_variants(cls, PRESETS[model], variants)
             for device in (d for d in devices if d in cls.DEVICES):
                 reference_loop = (cls.HAS_REFERENCE_LOOP and model == "mlp" and "eager" in backend_modes
-                                  and BASELINE in variants)
+                                  and BASELINE in model_variants)
                 argv = _command("time", "--backend", backend, "--model", model, "--device", device,
                                 "--threads", threads, "--rounds", str(suite.rounds),
                                 "--round-seconds", str(suite.round_s), "--aa",
                                 "--inject-slowdown", str(INJECTED_SLOWDOWN),
                                 *(("--reference-loop",) if reference_loop else ()),
                                 *(a for m in backend_modes for a in ("--mode", m)),
-                                *(a for v in variants for a in ("--variant", v)))
-                arms = (len(variants) * len(backend_modes) + 3)
+                                *(a for v in model_variants for a in ("--variant", v)))
+                arms = (len(model_variants) * len(backend_modes) + 3)
                 cases.append(Case(f"time/{backend}/{model}/{device}/{'+'.join(backend_modes)}", argv,
                                   TIMEOUT_S["time"], f"time {backend} {model} {device} {'+'.join(backend_modes)}",
                                   8.0 + arms * (suite.rounds * suite.round_s + 1.0 + 12.0 * ("compiled" in backend_modes)),
@@ -104,6 +106,13 @@ def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
             cases.append(Case(f"inspect/{backend}/{model}", argv, TIMEOUT_S["inspect"], f"inspect {backend} {model}",
                               6.0 + 3.0 * len(suite.inspect_variants), skip))
     return cases
+
+
+def distinct_variants(backend, spec, variants) -> tuple[str, ...]:
+    """The variants this backend builds as written on this model: one that asks for an idiom the
+    backend builds as another (torch's weight_decay in Keras, the matched Adam in torch) would
+    time a duplicate arm."""
+    return tuple(text for text in variants if backend.builds_as_written(variant_spec(spec, text)[1]))
 
 
 def _checked_variants(texts) -> tuple[str, ...]:

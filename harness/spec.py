@@ -6,11 +6,17 @@ build their model from it and nothing else. Conventions fixed here, once:
 - `input_shape` is channels-last: (H, W, C) for images, (features,) for vectors.
 - The last layer is a dense layer with `num_classes` units and no activation: it outputs
   logits; the loss is softmax cross-entropy on integer labels, averaged over the batch.
-- The L1/L2 penalty is Keras's: l1 * sum|w| + l2 * sum(w^2), added to the loss (PyTorch's SGD
-  weight_decay=wd is the gradient of (wd/2) * sum(w^2); we never use it). Layer conventions
+- The L1/L2 penalty is Keras's: l1 * sum|w| + l2 * sum(w^2) (PyTorch's coupled weight_decay=wd
+  is the gradient of (wd/2) * sum(w^2), so wd = 2 * l2: see `l2_style`). Layer conventions
   (absent vs 0.0 regularizers, BatchNorm momentum, "same" padding) are in harness/layers.py.
-- Adam `epsilon` is PyTorch's: added to sqrt(v_hat) (bias-corrected). Keras adds it to
-  sqrt(v) ("epsilon hat"); the TensorFlow backend converts.
+- Adam `epsilon` is PyTorch's: added to sqrt(v_hat) (bias-corrected); default 1e-8 (PyTorch's;
+  Keras's default is 1e-7). Keras adds it to sqrt(v) ("epsilon hat"). Stock optimizers keep
+  their own placement (`optimizer_impl` "stock", what timing measures); "matched" makes the
+  TensorFlow backend convert to PyTorch's placement (what parity trains with).
+- `l2_style` is how a PyTorch user writes L2: "penalty" (l2 * sum(w^2) added to the loss, as
+  Keras's kernel_regularizer does) or "weight_decay" (torch.optim's coupled weight_decay = 2*l2
+  on exactly the kernels that carry L2). Keras has one coupled idiom (kernel_regularizer); its
+  optimizers' `weight_decay` is decoupled (AdamW-style), a different regularizer.
 
 Parsing never raises anything but HarnessInputError, whose message names the source, the layer
 index and the field: `my.json: layers[2].rate: 1.5 is not in [0, 1)`.
@@ -40,6 +46,8 @@ class Optimizer:
 
 
 OPTIMIZER_FIELDS = {"sgd": ("type", "lr", "momentum"), "adam": ("type", "lr", "beta_1", "beta_2", "epsilon")}
+L2_STYLES = ("penalty", "weight_decay")
+OPTIMIZER_IMPLS = ("stock", "matched")
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class ModelSpec:
     optimizer: Optimizer
     batch_size: int = 32
     seed: int = 0
+    l2_style: str = "penalty"  # see the module docstring: how PyTorch writes L2
+    optimizer_impl: str = "stock"  # "stock": each framework's own optimizer class; "matched": ε placed as PyTorch
 
     def with_layers(self, layers, name: str | None = None) -> "ModelSpec":
         return replace(self, layers=tuple(layers), name=name or self.name)
@@ -64,6 +74,8 @@ class ModelSpec:
             "optimizer": {key: getattr(self.optimizer, key) for key in OPTIMIZER_FIELDS[self.optimizer.type]},
             "batch_size": self.batch_size,
             "seed": self.seed,
+            "l2_style": self.l2_style,
+            "optimizer_impl": self.optimizer_impl,
         }
 
 
@@ -152,7 +164,8 @@ def _parse_optimizer(data: Any, where: str) -> Optimizer:
 
 def parse_spec(data: Any, source: str = "spec") -> ModelSpec:
     """Validate a decoded JSON/TOML document and build the spec (shapes included)."""
-    f = Fields(data, source, ("name", "input_shape", "num_classes", "layers", "optimizer", "batch_size", "seed"))
+    f = Fields(data, source, ("name", "input_shape", "num_classes", "layers", "optimizer", "batch_size", "seed",
+                              "l2_style", "optimizer_impl"))
     input_shape = f.raw("input_shape")
     if (
         not isinstance(input_shape, list)
@@ -175,6 +188,8 @@ def parse_spec(data: Any, source: str = "spec") -> ModelSpec:
         optimizer=_parse_optimizer(f.raw("optimizer"), f"{source}.optimizer"),
         batch_size=f.int("batch_size", 32),
         seed=f.int("seed", 0, minimum=0),
+        l2_style=f.choice("l2_style", L2_STYLES, "penalty"),
+        optimizer_impl=f.choice("optimizer_impl", OPTIMIZER_IMPLS, "stock"),
     )
     check_spec(spec, source)
     return spec

@@ -35,11 +35,13 @@ class Suite:
 
 _QUICK_QUESTIONS = tuple(QUESTION_BY_KEY[key] for key in ("dropout_p0_cost", "bn_order_cost"))
 _ALL_VARIANTS = variants_of(TIMING_QUESTIONS)
+# Every axis value alone, plus torch's weight_decay L2 (meaningful only together with an l2 value).
+_ALL_PARITY = (*sweep(), "l2=0,l2_style=weight_decay", "l2=0.0001,l2_style=weight_decay")
 
 SUITES = {
     "quick": Suite("quick", _QUICK_QUESTIONS, ("eager",), 10, ("baseline", "dropout=0", "bn=before"),
                    variants_of(GRAPH_QUESTIONS, baseline=False)),
-    "default": Suite("default", TIMING_QUESTIONS, ("eager", "compiled"), 60, sweep(), _ALL_VARIANTS, round_s=0.1),
-    "full": Suite("full", TIMING_QUESTIONS, ("eager", "compiled", "xla"), 120, sweep(), _ALL_VARIANTS,
+    "default": Suite("default", TIMING_QUESTIONS, ("eager", "compiled"), 60, _ALL_PARITY, _ALL_VARIANTS, round_s=0.1),
+    "full": Suite("full", TIMING_QUESTIONS, ("eager", "compiled", "xla"), 120, _ALL_PARITY, _ALL_VARIANTS,
                   ("cpu", "cuda"), round_s=0.2),
 }

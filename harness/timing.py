@@ -119,14 +119,16 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
     """Build, warm up and time every arm interleaved; one TimingRecord per arm."""
     arms = _arms(spec, plan)
     x, y = synthetic_batch(spec, seed=spec.seed)
-    steps_fn, setup, warm = {}, {}, {}
+    steps_fn, setup, warm, optimizers = {}, {}, {}, {}
     for arm in arms:
         progress(f"building and compiling {arm.label}")
         start = time.perf_counter()
         if arm.role == "reference":
             step = backend.reference_step(x, y)
         else:
-            step = backend.build(arm.spec, arm.mode).timed_step(x, y)
+            model = backend.build(arm.spec, arm.mode)
+            optimizers[arm.label] = model.optimizer_class
+            step = model.timed_step(x, y)
         step()  # the first call compiles/traces: setup, not step time
         setup[arm.label] = time.perf_counter() - start
         samples = []
@@ -176,7 +178,7 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
             threads=threads, median_s=summary.median, iqr_s=summary.iqr, rounds=plan.rounds, steps_per_round=steps[arm.label],
             setup_s=setup[arm.label], warmup_s=warm[arm.label], params=params, flops_per_step=flops,
             session=session, role=arm.role, injected_slowdown=arm.inject, times_s=tuple(times[arm.label]),
-            settings=settings,
+            settings=settings, optimizer_class=optimizers.get(arm.label, ""),
         ))
     return records
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from harness.errors import HarnessInputError
 from harness.layers import KERNEL_LAYERS, BatchNorm, Dropout
-from harness.spec import ModelSpec, check_spec
+from harness.spec import L2_STYLES, OPTIMIZER_IMPLS, ModelSpec, Optimizer, check_spec
 
 ABSENT = "absent"
 BASELINE = "baseline"
@@ -51,10 +51,21 @@ def _number(key: str, high: float | None) -> Callable[[str, str], Value]:
     return parse
 
 
-def _parse_placement(text: str, source: str) -> Value:
-    if text not in BN_PLACEMENTS:
-        raise HarnessInputError(f"{source}: bn={text!r} is not one of {', '.join(BN_PLACEMENTS)}")
-    return text
+def _choice(key: str, choices: tuple[str, ...]) -> Callable[[str, str], Value]:
+    def parse(text: str, source: str) -> Value:
+        if text not in choices:
+            raise HarnessInputError(f"{source}: {key}={text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _spec_field(key: str) -> Callable[[ModelSpec, Value], ModelSpec]:
+    return lambda spec, value: replace(spec, **{key: value})
+
+
+# What `optimizer=NAME` puts in the spec: each optimizer at the presets' usual settings.
+OPTIMIZERS = {"sgd": Optimizer("sgd", lr=0.01, momentum=0.9), "adam": Optimizer("adam", lr=1e-3)}
 
 
 def _place_batchnorm(spec: ModelSpec, placement: Value) -> ModelSpec:
@@ -96,13 +107,22 @@ def _set_penalty(key: str) -> Callable[[ModelSpec, Value], ModelSpec]:
 AXES: tuple[Axis, ...] = (
     Axis("bn", "none|before|after: remove every BatchNorm right before/after a dropout layer, then (before/after) "
                "put one (Keras defaults) immediately before/after each dropout",
-         _parse_placement, _place_batchnorm, ("before", "after", "none")),
+         _choice("bn", BN_PLACEMENTS), _place_batchnorm, ("before", "after", "none")),
     Axis("dropout", "absent|RATE: remove every dropout layer, or set every dropout rate (0 <= RATE < 1)",
          _number("dropout", 1.0), _set_dropout, (ABSENT, "0", "0.5")),
     Axis("l1", "absent|VALUE: on every dense/conv2d kernel, no L1 regularizer or this penalty (>= 0)",
          _number("l1", None), _set_penalty("l1"), (ABSENT, "0.0001")),
     Axis("l2", "absent|VALUE: likewise for L2 (absent and 0 differ: a zero penalty is still computed)",
          _number("l2", None), _set_penalty("l2"), (ABSENT, "0", "0.0001")),
+    Axis("l2_style", "penalty|weight_decay: how torch writes L2: l2*sum(w^2) in the loss, or the optimizer's "
+                     "coupled weight_decay=2*l2 on the L2 kernels (Keras has only kernel_regularizer)",
+         _choice("l2_style", L2_STYLES), _spec_field("l2_style"), ()),
+    Axis("optimizer", "sgd|adam: SGD(lr 0.01, momentum 0.9) or Adam(lr 1e-3, betas 0.9/0.999, eps 1e-8)",
+         _choice("optimizer", tuple(OPTIMIZERS)), lambda spec, name: replace(spec, optimizer=OPTIMIZERS[name]),
+         ("adam",)),
+    Axis("optimizer_impl", "stock|matched: each framework's own optimizer class, or Adam with PyTorch's epsilon "
+                           "placement in TensorFlow (what parity trains with)",
+         _choice("optimizer_impl", OPTIMIZER_IMPLS), _spec_field("optimizer_impl"), ()),
 )
 AXIS_BY_KEY = {axis.key: axis for axis in AXES}
 

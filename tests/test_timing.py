@@ -16,6 +16,7 @@ class _FakeModel(Model):
     def __init__(self, spec, mode, log):
         super().__init__(spec, mode)
         self.log, self.label = log, f"{spec.name}/{mode}"
+        self.optimizer = object()
 
     def timed_step(self, x, y):
         return lambda: self.log.append(self.label)

@@ -107,9 +107,9 @@ def _sorted_comparisons(comparisons: Sequence[ComparisonRecord]) -> list[Compari
 def _timing_table(timings: Sequence[TimingRecord]) -> Table:
     return Table(
         ("backend", "model", "device", "mode", "threads", "variant", "arm", "median ms", "IQR ms",
-         "rounds × steps", "setup s"),
+         "rounds × steps", "setup s", "optimizer"),
         tuple((t.backend, t.model, t.device, t.mode, str(t.threads), t.variant, t.arm, ms(t.median_s), ms(t.iqr_s),
-               f"{t.rounds} × {t.steps_per_round}", f"{t.setup_s:.2f}") for t in timings),
+               f"{t.rounds} × {t.steps_per_round}", f"{t.setup_s:.2f}", t.optimizer_class or "—") for t in timings),
     )
 
 
@@ -134,8 +134,8 @@ def _parity_table(parity: Sequence[ParityRecord]) -> Table:
     return Table(
         ("model", "variant", "check", "backends", "max abs err", "max rel err", "tol", "verdict"),
         tuple((p.model, p.variant, p.check, ", ".join(p.backends), f"{p.max_abs_err:.2e}", f"{p.max_rel_err:.2e}",
-               f"{p.tol:g}", "✓ pass" if p.passed else "✗ FAIL") for p in parity),
-        tuple("good" if p.passed else "bad" for p in parity),
+               f"{p.tol:g}", "info" if p.info else "✓ pass" if p.passed else "✗ FAIL") for p in parity),
+        tuple("" if p.info else "good" if p.passed else "bad" for p in parity),
     )
 
 

@@ -113,7 +113,7 @@ def _graph_line(q: Question, setting: tuple[str, str, str], counts: dict) -> Ver
 
 def _parity_verdict(run: RunFolder) -> VerdictGroup:
     question = "Are the two frameworks numerically identical on these models?"
-    checks = run.of(ParityRecord)
+    checks = [p for p in run.of(ParityRecord) if not p.info]
     if not checks:
         return _group_or_not_measured(question, [])
     pairs = len({(p.model, p.variant) for p in checks})
@@ -128,7 +128,15 @@ def _parity_verdict(run: RunFolder) -> VerdictGroup:
     worst = max(checks, key=lambda p: p.max_rel_err)
     sentence = (f"Yes: all {len(checks)} checks passed on {pairs} model/variant pairs (largest relative error "
                 f"{worst.max_rel_err:.2e}, at {worst.model}/{worst.variant} {worst.check}, tolerance {worst.tol:g}).")
-    return VerdictGroup(question, (VerdictLine("", sentence, "good"),))
+    lines = [VerdictLine("", sentence, "good")]
+    stock = [p for p in run.of(ParityRecord) if p.info]
+    if stock:  # e.g. stock Adam: expected to differ, for a stated reason
+        worst_stock = max(stock, key=lambda p: p.max_rel_err)
+        lines.append(VerdictLine("", f"For information, not checked: {len(stock)} comparisons of stock optimizers "
+                                     f"(what timing runs) differ by up to {worst_stock.max_rel_err:.2e} relative "
+                                     f"({worst_stock.model}/{worst_stock.variant} {worst_stock.check}): "
+                                     f"{worst_stock.detail.split(';')[0]}."))
+    return VerdictGroup(question, tuple(lines))
 
 
 def _control_verdict(run: RunFolder) -> VerdictGroup:
