@@ -38,17 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.text import Text
-
 from harness.errors import EXIT_SKIPPED, HarnessInputError
+from harness.progress import case_progress
 from harness.records import RESULTS_FILE, CaseRecord, read_results
 
 JSON_TOKEN = "{json}"
@@ -185,7 +176,7 @@ def run_cases(
         return CaseTally(counts[OK], counts[FAILED], counts[TIMEOUT], counts[SKIPPED], already_ok,
                          time.monotonic() - started, run_dir)
 
-    with _make_progress(todo, already_ok) as progress:
+    with case_progress(todo, already_ok) as progress:
         for case in todo:
             progress.start(case)
             case_started = time.monotonic()
@@ -359,92 +350,3 @@ def _append(results: Path, records: list[dict[str, Any]]) -> None:
         with contextlib.suppress(OSError):
             os.truncate(results, size)
         raise
-
-
-def _make_progress(todo: Sequence[Case], already_ok: int):
-    if already_ok:
-        print(f"resuming: {already_ok} cases already ok, {len(todo)} to run", file=sys.stderr)
-    return _BarProgress(todo) if sys.stderr.isatty() else _PlainProgress(todo)
-
-
-class _PlainProgress:
-    """One line per case, for logs and CI: `[3/12] time/torch/mlp/cpu/eager ... ok (14.2 s)`."""
-
-    def __init__(self, todo: Sequence[Case]):
-        self.total = len(todo)
-        self.index = 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        return False
-
-    def start(self, case: Case) -> None:
-        self.index += 1
-        print(f"[{self.index}/{self.total}] {case.case_id} ... ", end="", file=sys.stderr,
-              flush=True)
-
-    def finish(self, case: Case, status: str, elapsed_s: float) -> None:
-        print(f"{status} ({elapsed_s:.1f} s)", file=sys.stderr, flush=True)
-
-
-class _EtaColumn(ProgressColumn):
-    """Time left, from the expected time of the cases not yet finished.
-
-    The estimates are scaled by actual/expected time of the finished cases, once there are any.
-    """
-
-    def render(self, task) -> Text:
-        fields = task.fields
-        if not fields.get("case_started"):
-            return Text("")
-        scale = fields["actual_s"] / fields["expected_done_s"] if fields["expected_done_s"] else 1.0
-        in_case = time.monotonic() - fields["case_started"]
-        left = scale * fields["expected_after_s"] + max(0.0, scale * fields["expected_now_s"] - in_case)
-        minutes, seconds = divmod(int(left), 60)
-        return Text(f"ETA {minutes // 60}:{minutes % 60:02d}:{seconds:02d}", style="progress.remaining")
-
-
-class _BarProgress:
-    """A rich progress bar on stderr: case i/N, the case's label, elapsed time and ETA."""
-
-    def __init__(self, todo: Sequence[Case]):
-        self.todo = list(todo)
-        self.index = 0
-        self.progress = Progress(
-            TextColumn("case {task.fields[number]}/{task.total:.0f}"),
-            BarColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            _EtaColumn(),
-            console=Console(stderr=True),
-        )
-        self.task = self.progress.add_task("", total=len(self.todo), number=0, actual_s=0.0,
-                                           expected_done_s=0.0, case_started=None)
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.progress.stop()
-        return False
-
-    def start(self, case: Case) -> None:
-        remaining = self.todo[self.index + 1:]
-        self.progress.update(
-            self.task, description=case.label, number=self.index + 1,
-            case_started=time.monotonic(),
-            expected_now_s=case.expected_s,
-            expected_after_s=sum(c.expected_s for c in remaining))
-
-    def finish(self, case: Case, status: str, elapsed_s: float) -> None:
-        self.index += 1
-        fields = self.progress.tasks[0].fields
-        self.progress.update(
-            self.task, advance=1,
-            actual_s=fields["actual_s"] + elapsed_s,
-            expected_done_s=fields["expected_done_s"] + case.expected_s)
-        if status != OK:
-            self.progress.console.print(f"{case.case_id}: {status} ({elapsed_s:.1f} s)")
