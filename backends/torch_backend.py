@@ -327,6 +327,12 @@ class TorchBackend(Backend):
         # "compiled" timing would be a lie: allow enough, and fail loudly beyond.
         torch._dynamo.config.recompile_limit = 64
         torch._dynamo.config.fail_on_recompile_limit_hit = True
+        # Trap (torch 2.13): with floats traced symbolically (dynamo's default), recompiling
+        # SGD.step for a model whose param group has weight_decay > 0, after one with
+        # weight_decay == 0, fails with SpeculationLogDivergence (two optimizers suffice to show
+        # it; each alone compiles). Specialized floats (guards on each value) compile every arm;
+        # each arm's floats differ anyway, so it recompiles per arm either way.
+        torch._dynamo.config.specialize_float = True
         # float32 means float32: no TF32 on Ampere+ (cuDNN's default is on).
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False

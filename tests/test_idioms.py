@@ -100,3 +100,15 @@ def test_tensorflow_initialization_is_still_deterministic(backend_factory):
     tf_backend = backend_factory("tensorflow")
     first, second = (tf_backend.build(PRESETS["mlp"]).get_weights() for _ in range(2))
     assert all(np.array_equal(first[k], second[k]) for k in first)
+
+
+@pytest.mark.slow
+def test_compiled_arms_with_zero_then_positive_weight_decay_both_compile(backend_factory):
+    """torch 2.13 failed this recompile of SGD.step (SpeculationLogDivergence) with dynamo's default
+    symbolic floats; the torch backend specializes floats (backends/torch_backend.py)."""
+    torch_backend = backend_factory("torch")
+    plan = TimingPlan(("l2=0,l2_style=weight_decay", "l2=0.0001,l2_style=weight_decay"), ("compiled",), rounds=2,
+                      steps=1, warmup=0)
+    records = measure(torch_backend, PRESETS["mlp"], plan, "cpu", 2)
+    assert [r.arm for r in records] == ["l2=0,l2_style=weight_decay/compiled",
+                                        "l2=0.0001,l2_style=weight_decay/compiled"]
