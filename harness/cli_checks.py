@@ -86,9 +86,10 @@ def check_output_folder(path: str | None, option: str) -> None:
         raise HarnessInputError(f"{option} {path}: {existing} is not writable")
 
 
-def checked_variants(texts: Sequence[str], option: str = "--variant") -> list[str]:
-    """Parse every variant; refuse an empty one and two that mean the same (e.g. `no-dropout`
-    and `dropout=absent`): timing a variant against itself is an A/A control (use --aa)."""
+def checked_variants(texts: Sequence[str], option: str = "--variant", merge: bool = False) -> list[str]:
+    """Parse every variant and refuse an empty one. Two that mean the same (e.g. `no-dropout` and
+    `dropout=absent`) are refused (timing a variant against itself is an A/A control: use --aa),
+    or with `merge` kept once (a run's list of variants to time)."""
     from harness.variants import parse_variant
 
     seen: dict[str, str] = {}
@@ -96,12 +97,12 @@ def checked_variants(texts: Sequence[str], option: str = "--variant") -> list[st
         if not text.strip():
             raise HarnessInputError(f"{option} {text!r}: empty; write 'baseline' for the spec as written")
         label = parse_variant(text, f"{option} {text!r}").label
-        if label in seen:
+        if label in seen and not merge:
             same = f"{seen[label]!r} and {text!r} are" if seen[label] != text else f"{text!r} is"
             raise HarnessInputError(f"{option}: {same} the same variant ({label}), given twice; "
                                     "give it once (for an A/A control, use --aa)")
-        seen[label] = text
-    return list(texts)
+        seen.setdefault(label, text)
+    return list(seen.values())
 
 
 def note_unchanged(spec, texts: Sequence[str]) -> None:

@@ -32,14 +32,15 @@ from harness.case_runner import (
     CASES_DIR, LOCK_FILE, LOGS_DIR, Case, CasesInterrupted, ResultsNotWritten, latest_case_status, lock_run_dir,
     run_cases,
 )
+from harness.cli_checks import checked_variants
 from harness.environment import ENVIRONMENT_FILE, write_environment
 from harness.errors import HarnessInputError
 from harness.questions import INJECTED_SLOWDOWN, TIMING_QUESTIONS
 from harness.records import RESULTS_FILE, from_dict, read_results
+from harness.spec import PRESETS
 from harness.suites import SUITES
 from harness.timing import compare, floor_for, noise_floors
-from harness.spec import PRESETS
-from harness.variants import BASELINE, parse_variant, variant_spec
+from harness.variants import BASELINE, variant_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = {"parity": 900, "time": 900, "inspect": 600}
@@ -58,7 +59,7 @@ def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
     make a case (a variant that does not parse, a backend left with no mode)."""
     unavailable = unavailable or {}
     suite = SUITES[args.suite]
-    variants = _checked_variants(args.variants or suite.timing_variants)
+    variants = tuple(checked_variants(args.variants or suite.timing_variants, "--variants", merge=True))
     modes = tuple(dict.fromkeys(args.modes or suite.modes))
     devices = tuple(dict.fromkeys(args.devices or suite.devices))
     if "cuda" in devices and args.devices is None:
@@ -113,14 +114,6 @@ def distinct_variants(backend, spec, variants) -> tuple[str, ...]:
     backend builds as another (torch's weight_decay in Keras, the matched Adam in torch) would
     time a duplicate arm."""
     return tuple(text for text in variants if backend.builds_as_written(variant_spec(spec, text)[1]))
-
-
-def _checked_variants(texts) -> tuple[str, ...]:
-    """The variants, each parsed (exit 2 on a bad one), once per distinct variant."""
-    labels: dict[str, str] = {}
-    for text in texts:
-        labels.setdefault(parse_variant(text, f"--variants {text!r}").label, text)
-    return tuple(labels.values())
 
 
 def unavailable_backends(names) -> dict[str, str]:
