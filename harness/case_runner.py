@@ -47,11 +47,8 @@ LOGS_DIR = "logs"
 LOCK_FILE = ".lock"
 CASES_DIR = ".cases"  # each case's temporary folder (its records, stdout, stderr) while it runs
 
-OK = "ok"
-FAILED = "failed"
-TIMEOUT = "timeout"
-SKIPPED = "skipped"
-INTERRUPTED = "interrupted"
+OK, FAILED, TIMEOUT, SKIPPED, INTERRUPTED = (CaseRecord.OK, CaseRecord.FAILED, CaseRecord.TIMEOUT,
+                                              CaseRecord.SKIPPED, CaseRecord.INTERRUPTED)
 
 STDERR_TAIL_LINES = 20
 KILL_GRACE_S = 3.0

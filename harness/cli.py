@@ -109,6 +109,7 @@ NOISY_FLOOR = 0.05  # an A/A floor above this makes a session's small verdicts u
 
 
 def cmd_time(args) -> int:
+    from harness.questions import AA_CONTROL
     from harness.spec import resolve_spec
     from harness.timing import TimingPlan, compare_against_first, measure
 
@@ -135,7 +136,7 @@ def cmd_time(args) -> int:
     for c in comparisons:
         print(c.sentence)
     for c in comparisons:
-        if c.question == "aa_control" and c.noise_floor is not None and c.noise_floor > NOISY_FLOOR:
+        if c.question == AA_CONTROL and c.noise_floor is not None and c.noise_floor > NOISY_FLOOR:
             print(f"warning: this session was noisy ({c.mode}: A/A noise floor ±{c.noise_floor:.0%}); an effect smaller "
                   "than that cannot be told from noise here. Rerun on a quieter machine.")
     _write_json(args.json, [*records, *comparisons])

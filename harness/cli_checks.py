@@ -16,9 +16,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harness.environment import available_cores
 from harness.errors import HarnessInputError
 
-AVAILABLE_CORES = len(os.sched_getaffinity(0))
+AVAILABLE_CORES = available_cores() or 1
 MAX_THREADS_FORCED = 1024
 
 

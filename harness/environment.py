@@ -37,7 +37,7 @@ def collect_environment(threads: int | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_model": _cpu_model(),
         "logical_cores": os.cpu_count(),
-        "available_cores": _available_cores(),
+        "available_cores": available_cores(),
         "memory_total_bytes": physical_memory_bytes(),
         "frameworks": _framework_versions(),
         "gpu": _gpus(),
@@ -65,7 +65,8 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def _available_cores() -> int | None:
+def available_cores() -> int | None:
+    """Cores this process may run on (its CPU affinity where the OS tells it)."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count()

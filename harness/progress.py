@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from harness.records import CaseRecord
+
 if TYPE_CHECKING:  # case_runner imports this module
     from harness.case_runner import Case
 
@@ -106,5 +108,5 @@ class _BarProgress:
             self.task, advance=1,
             actual_s=fields["actual_s"] + elapsed_s,
             expected_done_s=fields["expected_done_s"] + case.expected_s)
-        if status != "ok":
+        if status != CaseRecord.OK:
             self.progress.console.print(f"{case.case_id}: {status} ({elapsed_s:.1f} s)")

@@ -154,9 +154,16 @@ class InspectRecord(Record):
 class CaseRecord(Record):
     """The end of one case of a run: written after the case's own records, last.
 
-    `status` is "ok", "failed" (it raised or crashed; `error` says how) or "timeout" (it ran past
-    its limit and was killed). `--resume` skips the cases whose latest CaseRecord is "ok".
+    `status` is "ok", "failed" (it raised or crashed, or was "interrupted"; `error` says how),
+    "timeout" (it ran past its limit and was killed) or "skipped" (its framework or device is not
+    available here). `--resume` skips the cases whose latest CaseRecord is "ok".
     """
+
+    OK: ClassVar[str] = "ok"
+    FAILED: ClassVar[str] = "failed"
+    TIMEOUT: ClassVar[str] = "timeout"
+    SKIPPED: ClassVar[str] = "skipped"
+    INTERRUPTED: ClassVar[str] = "interrupted"  # the `error` of a case failed by Ctrl-C or SIGTERM
 
     kind: ClassVar[str] = "case"
     case_id: str

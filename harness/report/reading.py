@@ -113,7 +113,7 @@ def _latest_attempts(entries: list[tuple[str, Record]], path: Path) -> tuple[lis
             ends[case_id] = (record, pending.pop(case_id, []))
         else:
             pending.setdefault(case_id, []).append(record)
-    finished_ok = [case_id for case_id, record in entries if isinstance(record, CaseRecord) and record.status == "ok"]
+    finished_ok = [case_id for case_id, record in entries if isinstance(record, CaseRecord) and record.status == CaseRecord.OK]
     twice = sorted({case_id for case_id in finished_ok if finished_ok.count(case_id) > 1})
     if twice:  # a resumed run never reruns a finished case: these are two runs' files joined
         raise HarnessInputError(f"{path}: case {twice[0]} finished ok twice: this file holds more than one "
@@ -123,7 +123,7 @@ def _latest_attempts(entries: list[tuple[str, Record]], path: Path) -> tuple[lis
     for case_id in dict.fromkeys(case_id for case_id, _ in entries):
         end, records = ends.get(case_id, (None, []))
         unfinished = pending.get(case_id, [])
-        if end is not None and end.status == "ok":
+        if end is not None and end.status == CaseRecord.OK:
             kept.extend(records)
             if unfinished:
                 warnings.append(f"case {case_id}: {len(unfinished)} records of an unfinished re-run were left out.")
@@ -135,7 +135,7 @@ def _latest_attempts(entries: list[tuple[str, Record]], path: Path) -> tuple[lis
                                        "", len(unfinished)))
     order = {id(record): index for index, (_, record) in enumerate(entries)}
     kept.sort(key=lambda record: order[id(record)])
-    return kept, sum(1 for end, _ in ends.values() if end.status == "ok"), missing, warnings
+    return kept, sum(1 for end, _ in ends.values() if end.status == CaseRecord.OK), missing, warnings
 
 
 def _read_environment(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
