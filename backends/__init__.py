@@ -7,24 +7,33 @@ backends/base.py), so discovery never starts a framework. Backends are listed in
 (the order in which a process that uses several must create them: importing TensorFlow before
 torch has crashed on import), then by name. REFERENCE is the framework every other is checked
 against in parity (PyTorch).
+
+A backend kept outside this package (a plugin, or a test's) is found in the folders listed in
+the environment variable HARNESS_BACKEND_PATH (os.pathsep-separated), searched as part of this
+package; being in the environment, it reaches the worker processes that time a backend too.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import os
 import pkgutil
 
 from backends.base import Backend
 from harness.errors import BackendUnavailable, HarnessInputError
 
 REFERENCE = "torch"
+BACKEND_PATH_VARIABLE = "HARNESS_BACKEND_PATH"
 
 
 @functools.cache
 def registry() -> dict[str, type[Backend]]:
     """Every backend class defined in this package's modules, by name, in creation order."""
     found: dict[str, type[Backend]] = {}
+    for folder in filter(None, os.environ.get(BACKEND_PATH_VARIABLE, "").split(os.pathsep)):
+        if folder not in __path__:
+            __path__.append(folder)
     for module_info in pkgutil.iter_modules(__path__):
         if module_info.name == "base":
             continue

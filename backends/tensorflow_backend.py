@@ -37,8 +37,9 @@ import numpy as np
 
 from backends.base import Availability, Backend, GraphCount, Model, Weights, layer_builder
 from harness.errors import BackendUnavailable
-from harness.layers import Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D
+from harness.layers import Activation, BatchNorm, BusyWait, Conv2D, Dense, Dropout, Flatten, MaxPool2D
 from harness.spec import ModelSpec, infer_shapes
+from harness.spin import spin
 
 
 def _import_tensorflow():
@@ -123,6 +124,23 @@ def _kernel_options(keras, layer, seed: int) -> dict:
             "kernel_initializer": keras.initializers.GlorotUniform(seed=seed)}
 
 
+@functools.cache
+def _busywait_class(keras):
+    class BusyWaitLayer(keras.layers.Layer):
+        """The identity that spins a known time per call (harness.layers.BusyWait); in a
+        tf.function the Python runs once, at tracing, so only eager steps pay it."""
+
+        def __init__(self, seconds: float):
+            super().__init__()
+            self.seconds = seconds
+
+        def call(self, x):
+            spin(self.seconds)
+            return x
+
+    return BusyWaitLayer
+
+
 # Builders: (keras, layer, index, seed) -> a Keras layer.
 BUILDERS = {
     Dense: lambda keras, layer, index, seed: keras.layers.Dense(
@@ -136,6 +154,7 @@ BUILDERS = {
     Dropout: lambda keras, layer, index, seed: keras.layers.Dropout(layer.rate, seed=seed + index),
     BatchNorm: lambda keras, layer, index, seed: keras.layers.BatchNormalization(
         axis=-1, momentum=layer.momentum, epsilon=layer.epsilon),
+    BusyWait: lambda keras, layer, index, seed: _busywait_class(keras)(layer.microseconds * 1e-6),
 }
 
 

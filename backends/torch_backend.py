@@ -29,8 +29,9 @@ import numpy as np
 
 from backends.base import Availability, Backend, GraphCount, Model, Weights, layer_builder
 from harness.errors import BackendUnavailable
-from harness.layers import Activation, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, same_padding
+from harness.layers import Activation, BatchNorm, BusyWait, Conv2D, Dense, Dropout, Flatten, MaxPool2D, same_padding
 from harness.spec import PRESETS, ModelSpec, infer_shapes
+from harness.spin import spin
 
 
 def _pads(size_hw, window, strides, padding) -> tuple[int, int, int, int] | None:
@@ -71,6 +72,40 @@ def _batchnorm(torch, in_shape, layer):
     return norm(in_shape[-1], eps=layer.epsilon, momentum=1.0 - layer.momentum), None, 0.0
 
 
+@functools.cache
+def _busywait_class(torch):
+    class BusyWaitModule(torch.nn.Module):
+        """The identity that spins a known time per forward call (harness.layers.BusyWait)."""
+
+        def __init__(self, seconds: float):
+            super().__init__()
+            self.seconds = seconds
+
+        def forward(self, x):
+            spin(self.seconds)
+            return x
+
+    return BusyWaitModule
+
+
+@functools.cache
+def _configure_dynamo(torch) -> None:
+    """Dynamo's settings, applied before the first torch.compile. Not in _configure: importing
+    torch._dynamo takes 2 s, which every eager-only timing worker process would pay."""
+    # Every arm is its own model object, and dynamo guards compiled code on object identity, so
+    # a session with many compiled arms recompiles the shared code (SpecNet.forward,
+    # Optimizer.step) once per arm. Past recompile_limit dynamo would silently run eager and a
+    # "compiled" timing would be a lie: allow enough, and fail loudly beyond.
+    torch._dynamo.config.recompile_limit = 64
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    # Trap (torch 2.13): with floats traced symbolically (dynamo's default), recompiling
+    # SGD.step for a model whose param group has weight_decay > 0, after one with
+    # weight_decay == 0, fails with SpeculationLogDivergence (two optimizers suffice to show
+    # it; each alone compiles). Specialized floats (guards on each value) compile every arm;
+    # each arm's floats differ anyway, so it recompiles per arm either way.
+    torch._dynamo.config.specialize_float = True
+
+
 BUILDERS = {
     Dense: _dense,
     Conv2D: _conv2d,
@@ -79,6 +114,7 @@ BUILDERS = {
     Dropout: lambda torch, in_shape, layer: (torch.nn.Dropout(layer.rate), None, 0.0),
     BatchNorm: _batchnorm,
     Activation: lambda torch, in_shape, layer: (torch.nn.Identity(), None, 0.0),  # applied by the plan
+    BusyWait: lambda torch, in_shape, layer: (_busywait_class(torch)(layer.microseconds * 1e-6), None, 0.0),
 }
 
 
@@ -218,6 +254,7 @@ class TorchModel(Model):
         from functorch.compile import make_boxed_func
         from torch._dynamo.backends.common import aot_autograd
 
+        _configure_dynamo(self.torch)
         self.net.train(True)
         tx, ty = self._x(x), self._y(y)
         counts = [_count_autograd(self._loss(tx, ty))]
@@ -321,18 +358,6 @@ class TorchBackend(Backend):
             raise BackendUnavailable("--device cuda: this torch build sees no CUDA GPU")
         if threads is not None:
             torch.set_num_threads(threads)
-        # Every arm is its own model object, and dynamo guards compiled code on object identity, so
-        # a session with many compiled arms recompiles the shared code (SpecNet.forward,
-        # Optimizer.step) once per arm. Past recompile_limit dynamo would silently run eager and a
-        # "compiled" timing would be a lie: allow enough, and fail loudly beyond.
-        torch._dynamo.config.recompile_limit = 64
-        torch._dynamo.config.fail_on_recompile_limit_hit = True
-        # Trap (torch 2.13): with floats traced symbolically (dynamo's default), recompiling
-        # SGD.step for a model whose param group has weight_decay > 0, after one with
-        # weight_decay == 0, fails with SpeculationLogDivergence (two optimizers suffice to show
-        # it; each alone compiles). Specialized floats (guards on each value) compile every arm;
-        # each arm's floats differ anyway, so it recompiles per arm either way.
-        torch._dynamo.config.specialize_float = True
         # float32 means float32: no TF32 on Ampere+ (cuDNN's default is on).
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
@@ -355,6 +380,8 @@ class TorchBackend(Backend):
         return info
 
     def _build(self, spec: ModelSpec, mode: str, dtype: str) -> TorchModel:
+        if mode == "compiled":
+            _configure_dynamo(self.torch)
         return TorchModel(self, spec, mode, dtype)
 
     def dropout_probe(self, rate, x, training):

@@ -64,6 +64,9 @@ class Case:
     label: str
     expected_s: float
     skip_reason: str = ""  # known before it runs (its framework is not available): recorded as skipped
+    # Exit codes whose records are kept as a finished case: a calibration that misses a target
+    # exits 1 with its records written (the report shows the miss); a crash writes none.
+    ok_returncodes: tuple[int, ...] = (0,)
 
 
 @dataclass(frozen=True)
@@ -246,12 +249,12 @@ def _execute(case: Case, run_dir: Path, env: Mapping[str, str]) -> _Outcome:
             return _Outcome(TIMEOUT, returncode, elapsed, f"timed out after {case.timeout_s:g} s", [])
         if returncode == EXIT_SKIPPED:
             return _Outcome(SKIPPED, returncode, elapsed, _stderr_tail(err_path, returncode, lines=1), [])
-        if returncode != 0:
+        if returncode not in case.ok_returncodes:
             return _Outcome(FAILED, returncode, elapsed, _stderr_tail(err_path, returncode), [])
         try:
             records = _load_records(json_path)
         except ValueError as exc:
-            return _Outcome(FAILED, returncode, elapsed, f"exited 0 but {exc}", [])
+            return _Outcome(FAILED, returncode, elapsed, f"exited {returncode} but {exc}", [])
         return _Outcome(OK, returncode, elapsed, "", records)
 
 

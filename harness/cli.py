@@ -8,28 +8,19 @@ here; 130 interrupted. Backend, mode and device choices come from the backend re
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from backends import REFERENCE, backend_class, backend_names, create_backend, parity_partners, registry
+from backends import REFERENCE, backend_names, create_backend, parity_partners, registry
 from harness.cli_checks import (
-    AVAILABLE_CORES, allocation_failure, bounded_float, bounded_int, check_output_file, check_output_folder,
-    check_threads, checked_variants, note_unchanged,
+    AVAILABLE_CORES, allocation_failure, bounded_float, bounded_int, check_memory, check_output_file,
+    check_output_folder, check_threads, checked_variants, note_unchanged, write_json,
 )
-from harness.errors import EXIT_SKIPPED, BackendUnavailable, HarnessInputError
+from harness.errors import BackendUnavailable, HarnessInputError, report_expected_error
 from harness.spec import PRESETS
+from harness.cli_timing import add_replication_args, cmd_calibrate, cmd_percall, cmd_time, copies_list
 
 DEFAULT_THREADS = AVAILABLE_CORES
-
-
-def _write_json(path: str | None, records) -> None:
-    if path:
-        try:
-            Path(path).write_text(json.dumps([r.as_dict() for r in records], indent=1) + "\n", encoding="utf-8")
-        except OSError as exc:  # the path was checked first; this is e.g. a full disk
-            raise HarnessInputError(f"--json {path}: could not write the records ({exc.strerror}); "
-                                    "the results are printed below") from None
 
 
 def _say(message: str) -> None:
@@ -44,17 +35,6 @@ def _specs(args):
     return list(PRESETS.values())
 
 
-def _check_memory(args, spec, variants, models: float) -> None:
-    """Refuse, before anything is built, a model (in any of its variants) that would not fit in
-    memory `models` times over (harness/resources.py)."""
-    from harness.resources import check_fits
-    from harness.variants import variant_spec
-
-    source = args.spec or f"--model {spec.name}"
-    for text in variants:
-        check_fits(variant_spec(spec, text)[1], f"{source} [{text}]", models=models)
-
-
 def cmd_parity(args) -> int:
     from harness.parity import check_variant
     from harness.suites import SUITES
@@ -63,7 +43,7 @@ def cmd_parity(args) -> int:
     variants = checked_variants(args.variant or SUITES["default"].parity_variants)
     check_output_file(args.json, "--json")
     for spec in specs:  # three models at once: reference, other framework, float64 oracle (2x)
-        _check_memory(args, spec, variants, models=4)
+        check_memory(args, spec, variants, models=4)
     reference = create_backend(REFERENCE, threads=args.threads)  # created first: see backends/__init__.py
     partners = []
     for name in [args.against] if args.against else parity_partners():
@@ -90,57 +70,8 @@ def cmd_parity(args) -> int:
     if info:
         print(f"({info} 'info' rows: stock optimizers compared for information, not checks; see README)")
     print(f"{len(records) - len(failed) - info} passed, {len(failed)} failed")
-    _write_json(args.json, records)
+    write_json(args.json, records)
     return 1 if failed else 0
-
-
-def _note_idioms(backend, spec, variants) -> None:
-    """Say when a backend builds a variant's idiom as another one (e.g. Keras has no coupled
-    weight_decay: it builds its kernel_regularizer, the same objective)."""
-    from harness.variants import variant_spec
-
-    for text in variants:
-        if not backend.builds_as_written(variant_spec(spec, text)[1]):
-            idioms = ", ".join(f"{idiom} {'/'.join(values)}" for idiom, values in backend.IDIOMS.items())
-            _say(f"note: {backend.name} builds {text!r} with its own idiom ({idioms} only): this arm times that")
-
-
-NOISY_FLOOR = 0.05  # an A/A floor above this makes a session's small verdicts untrustworthy
-
-
-def cmd_time(args) -> int:
-    from harness.questions import AA_CONTROL
-    from harness.spec import resolve_spec
-    from harness.timing import TimingPlan, compare_against_first, measure
-
-    spec = resolve_spec(args.model, args.spec)
-    variants = checked_variants(args.variant)
-    modes = tuple(dict.fromkeys(args.mode or ["eager"]))
-    for mode in modes:
-        backend_class(args.backend).check_mode(mode)
-    check_output_file(args.json, "--json")
-    note_unchanged(spec, variants)
-    _note_idioms(backend_class(args.backend), spec, variants)
-    controls = (args.aa + (args.inject_slowdown > 0)) * len(modes) + args.reference_loop
-    _check_memory(args, spec, variants, models=len(variants) * len(modes) + controls)  # every arm is built
-    backend = create_backend(args.backend, device=args.device, threads=args.threads)
-    plan = TimingPlan(tuple(variants), modes, args.rounds, args.steps, args.warmup, args.aa, args.inject_slowdown,
-                      args.reference_loop, args.round_seconds)
-    records = measure(backend, spec, plan, args.device, args.threads, progress=lambda m: _say(f"time: {m}"))
-    comparisons = compare_against_first(records) if len(records) > 1 else []
-    print(f"{args.backend} {spec.name} on {args.device}, {args.threads} threads; settings: {backend.settings()}")
-    print(f"{'arm':44} {'median ms':>10} {'IQR ms':>8} {'rounds x steps':>15} {'setup s':>8}")
-    for r in records:
-        print(f"{r.arm:44} {r.median_s * 1e3:10.3f} {r.iqr_s * 1e3:8.3f} {f'{r.rounds} x {r.steps_per_round}':>15} "
-              f"{r.setup_s:8.2f}")
-    for c in comparisons:
-        print(c.sentence)
-    for c in comparisons:
-        if c.question == AA_CONTROL and c.noise_floor is not None and c.noise_floor > NOISY_FLOOR:
-            print(f"warning: this session was noisy ({c.mode}: A/A noise floor ±{c.noise_floor:.0%}); an effect smaller "
-                  "than that cannot be told from noise here. Rerun on a quieter machine.")
-    _write_json(args.json, [*records, *comparisons])
-    return 0
 
 
 def cmd_inspect(args) -> int:
@@ -153,7 +84,7 @@ def cmd_inspect(args) -> int:
     variants = checked_variants(args.variant)
     check_output_file(args.json, "--json")
     note_unchanged(spec, variants)
-    _check_memory(args, spec, variants, models=2)  # the model and its compiled graph's buffers
+    check_memory(args, spec, variants, models=2)  # the model and its compiled graph's buffers
     backend = create_backend(args.backend, threads=args.threads)
     records = []
     for text in variants:
@@ -166,7 +97,7 @@ def cmd_inspect(args) -> int:
     print(f"{'variant':34} {'graph':14} {'nodes':>6}")
     for r in records:
         print(f"{r.variant:34} {r.graph:14} {r.node_count:6d}")
-    _write_json(args.json, records)
+    write_json(args.json, records)
     return 0
 
 
@@ -233,6 +164,8 @@ def _subcommand(sub, name: str, func, **options) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from harness.calibration import DEFAULT_COMPARISONS, DEFAULT_INJECTED, KNOWN_COST_US
+    from harness.percall import DEFAULT_COPIES
     from harness.suites import SUITES
 
     parser = argparse.ArgumentParser(
@@ -273,14 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", action="append", choices=modes, help="repeatable (default: eager)")
     p.add_argument("--device", default="cpu", choices=devices, help="(default: cpu)")
     _add_threads(p)
-    p.add_argument("--rounds", type=bounded_int(1, 100_000), default=30,
-                   help="interleaved rounds, 1 to 100000 (default: 30; a verdict needs at least 10)")
-    p.add_argument("--steps", type=bounded_int(1, 100_000),
-                   help="steps per round (default: calibrated per arm to --round-seconds)")
-    p.add_argument("--round-seconds", type=bounded_float(0.0, 10.0, low_open=True), default=0.05, metavar="S",
-                   help="how long one arm runs per round, (0, 10] (default: 0.05); longer rounds average out more jitter")
-    p.add_argument("--warmup", type=bounded_int(0, 10_000), default=5,
-                   help="warm-up steps per arm after the first (compiling) step (default: 5)")
+    add_replication_args(p)
     p.add_argument("--aa", action="store_true", help="add an A/A copy of the first arm: measures the noise floor")
     p.add_argument("--inject-slowdown", type=bounded_float(0.0, 1.0), default=0.0, metavar="F",
                    help="add a copy of the first arm that spins F x its step time after each step, F in [0, 1] "
@@ -288,6 +214,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-loop", action="store_true",
                    help="add a hand-written training loop (mlp preset, eager) to measure the harness's own overhead")
     p.add_argument("--json", metavar="FILE", help="write timing and comparison records (default: none)")
+
+    p = _subcommand(sub, "percall", cmd_percall, help="per-call cost of a layer that should be free (dose-response)",
+                    description="Insert k copies of a layer after the model's first layer (k = --copies), time the "
+                                "k-arms interleaved in replicated worker processes, and fit step time against k: the "
+                                "slope is the cost of one call, in µs with a 95% CI, and as a share of the step.",
+                    **_epilog("percall --backend torch --model mlp --layer dropout=0",
+                              "percall --backend tensorflow --layer dropout=0 --mode compiled --json pc.json",
+                              "percall --backend torch --layer busywait=20  (a layer of known cost)", variants=False))
+    _add_model_args(p)
+    p.add_argument("--backend", required=True, choices=backends, help="the framework to time (required)")
+    p.add_argument("--layer", required=True, metavar="L",
+                   help="TYPE=VALUE: dropout=RATE, activation=NAME, batchnorm=MOMENTUM, busywait=MICROSECONDS; or a "
+                        "JSON layer object (README: Model spec)")
+    p.add_argument("--copies", type=copies_list, default=DEFAULT_COPIES, metavar="K,K,...",
+                   help=f"numbers of copies to time, at least two (default: {','.join(map(str, DEFAULT_COPIES))})")
+    p.add_argument("--mode", choices=modes, default="eager", help="(default: eager)")
+    p.add_argument("--device", default="cpu", choices=devices, help="(default: cpu)")
+    _add_threads(p)
+    add_replication_args(p, precision_help="target 95%% CI half-width of the per-call cost, in µs (default: 1)",
+                         precision_default=1.0, budget_default=120.0)
+    p.add_argument("--json", metavar="FILE", help="write the timing records and the per_call record (default: none)")
+
+    p = _subcommand(sub, "calibrate", cmd_calibrate, help="check that the timing CIs are honest on this machine",
+                    description="Run N A/A comparisons and N against an injected slowdown (both in each session), "
+                                "and report coverage (A/A CIs containing 1; target ≥ 90%), the CI half-widths and the "
+                                "detection rate of the slowdown (target ≥ 90%); then recover a layer of known per-call "
+                                "cost with `percall` (target within ±20%). Exit 1 if a target is missed.",
+                    **_epilog("calibrate --backend torch --model mlp", "calibrate --backend tensorflow --comparisons 30 "
+                              "--budget 90 --json calibration.json", variants=False))
+    _add_model_args(p)
+    p.add_argument("--backend", required=True, choices=backends, help="the framework to time (required)")
+    p.add_argument("--comparisons", type=bounded_int(1, 10_000), default=DEFAULT_COMPARISONS, metavar="N",
+                   help=f"sessions; each gives one A/A and one injected comparison (default: {DEFAULT_COMPARISONS})")
+    p.add_argument("--inject-slowdown", type=bounded_float(0.0, 1.0, low_open=True), default=DEFAULT_INJECTED,
+                   metavar="F", help=f"the known slowdown to detect, as a fraction (default: {DEFAULT_INJECTED:g})")
+    p.add_argument("--known-cost-us", type=bounded_float(0.0, 1e5), default=KNOWN_COST_US, metavar="US",
+                   help=f"per-call cost of the busy-wait layer percall must recover (default: {KNOWN_COST_US:g}; 0: skip)")
+    p.add_argument("--mode", choices=modes, default="eager", help="(default: eager)")
+    p.add_argument("--device", default="cpu", choices=devices, help="(default: cpu)")
+    _add_threads(p)
+    add_replication_args(p, precision_help="target 95%% CI half-width of each comparison (default: 0.01)",
+                         budget_default=60.0)
+    p.add_argument("--json", metavar="FILE", help="write the timing, comparison and per_call records (default: none)")
 
     p = _subcommand(sub, "inspect", cmd_inspect, help="count the graph nodes one training step executes",
                        description="torch: autograd nodes of one step, the torch.compile (dynamo) graph and the AOT "
@@ -300,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads(p)
     p.add_argument("--json", metavar="FILE", help="write one record per variant and graph (default: none)")
 
-    suites = "; ".join(f"{name}: {len(s.questions)} questions, modes {'+'.join(s.modes)}, {s.rounds} rounds"
+    suites = "; ".join(f"{name}: {len(s.questions)} questions, modes {'+'.join(s.modes)}, {s.budget_s:g} s per timing case"
                        for name, s in SUITES.items())
     p = _subcommand(sub, "run", cmd_run, help="the main job: parity + timing matrix + inspection, then a report",
                        description="Run a suite, each case in its own process, results appended to results.jsonl as "
@@ -315,8 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out: skip its finished cases")
     p.add_argument("--backends", nargs="+", choices=backends, default=list(backends),
                    help=f"(default: {' '.join(backends)})")
-    p.add_argument("--models", nargs="+", choices=list(PRESETS), default=list(PRESETS),
-                   help=f"(default: {' '.join(PRESETS)})")
+    p.add_argument("--models", nargs="+", choices=list(PRESETS),
+                   help="(default: the suite's; quick: mlp, others: mlp cnn)")
     p.add_argument("--variants", nargs="+", metavar="V", help="timing variants (default: the suite's)")
     p.add_argument("--devices", nargs="+", choices=devices, help="(default: the suite's; cuda only where present)")
     p.add_argument("--modes", nargs="+", choices=modes, help="(default: the suite's)")
@@ -340,12 +309,8 @@ def main(argv=None) -> int:
         if hasattr(args, "threads"):
             check_threads(args.threads, args.oversubscribe)
         return args.func(args)
-    except BackendUnavailable as exc:
-        print(f"skipped: {exc}", file=sys.stderr)
-        return EXIT_SKIPPED
-    except HarnessInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except HarnessInputError as exc:  # BackendUnavailable too
+        return report_expected_error(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -10,6 +10,7 @@ This module imports no framework.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -125,3 +126,23 @@ def allocation_failure(exc: BaseException) -> bool:
     text = f"{type(exc).__name__}: {exc}"
     return any(marker in text for marker in ("can't allocate", "DefaultCPUAllocator", "ResourceExhaustedError",
                                              "out of memory", "OOM when allocating", "_ArrayMemoryError"))
+
+
+def write_json(path: str | None, records) -> None:
+    if path:
+        try:
+            Path(path).write_text(json.dumps([r.as_dict() for r in records], indent=1) + "\n", encoding="utf-8")
+        except OSError as exc:  # the path was checked first; this is e.g. a full disk
+            raise HarnessInputError(f"--json {path}: could not write the records ({exc.strerror}); "
+                                    "the results are printed below") from None
+
+
+def check_memory(args, spec, variants, models: float) -> None:
+    """Refuse, before anything is built, a model (in any of its variants) that would not fit in
+    memory `models` times over (harness/resources.py)."""
+    from harness.resources import check_fits
+    from harness.variants import variant_spec
+
+    source = args.spec or f"--model {spec.name}"
+    for text in variants:
+        check_fits(variant_spec(spec, text)[1], f"{source} [{text}]", models=models)

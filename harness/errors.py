@@ -16,3 +16,21 @@ class HarnessInputError(ValueError):
 
 class BackendUnavailable(HarnessInputError):
     """A backend's framework does not import here, or the device it was asked for is absent."""
+
+EXIT_BAD_INPUT = 2
+
+
+def report_expected_error(exc: BaseException) -> int | None:
+    """For an expected failure, print its one line on stderr and return its exit code (skipped:
+    EXIT_SKIPPED; bad input: EXIT_BAD_INPUT); None for anything else (a bug: re-raise it). The
+    CLI and the timing worker processes both exit through this, so a worker's exit code and last
+    line mean what the CLI's do."""
+    import sys
+
+    if isinstance(exc, BackendUnavailable):
+        print(f"skipped: {exc}", file=sys.stderr)
+        return EXIT_SKIPPED
+    if isinstance(exc, HarnessInputError):
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return None

@@ -74,6 +74,7 @@ _FIELD_PARSERS: dict[str, Callable[[Fields, str, Any], Any]] = {
     "rate": lambda f, key, default: f.number(key, default, low=0.0, high=1.0),
     "momentum": lambda f, key, default: f.number(key, default, low=0.0, high=1.0),
     "epsilon": lambda f, key, default: f.number(key, default, low=0.0, low_open=True, high=None),
+    "microseconds": lambda f, key, default: f.number(key, default, low=0.0, high=1e6),
 }
 
 
@@ -198,7 +199,17 @@ class BatchNorm(_ShapeKeeping):
         return 2 * in_shape[-1], 0  # gamma and beta; the running statistics are not parameters
 
 
-Layer = Union[Dense, Conv2D, MaxPool2D, Flatten, Activation, Dropout, BatchNorm]
+@dataclass(frozen=True)
+class BusyWait(_ShapeKeeping):
+    """A calibration instrument, not a model layer: the identity that busy-waits `microseconds`
+    per forward call, in Python. Its cost is known, so `harness percall` can be checked against
+    it; only an eager step pays it (a traced/compiled step runs the Python once, at tracing)."""
+
+    microseconds: float
+    type: ClassVar[str] = "busywait"
+
+
+Layer = Union[Dense, Conv2D, MaxPool2D, Flatten, Activation, Dropout, BatchNorm, BusyWait]
 LAYER_TYPES: dict[str, type] = {cls.type: cls for cls in (Dense, Conv2D, MaxPool2D, Flatten, Activation, Dropout,
-                                                           BatchNorm)}
+                                                           BatchNorm, BusyWait)}
 KERNEL_LAYERS = (Dense, Conv2D)  # the KernelLayer types: the layers L1/L2 apply to

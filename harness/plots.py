@@ -9,13 +9,16 @@ are the backend classes' COLOR (backends.registry); no framework is named here.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from backends import registry
 from harness.records import ComparisonRecord, TimingRecord
@@ -29,6 +32,12 @@ PANEL_EXTRA_IN = 1.3  # title, axis label and ticks of one panel
 VERDICT_COLORS = {SLOWER: "#c0392b", FASTER: "#1e8449"}
 NEUTRAL_COLOR = "#34495e"
 NOISE_COLOR = "#d5d8dc"
+TITLE_CHARS = 130  # a wrapped panel title's line length at WIDTH_IN
+TITLE_LINE_IN = 0.2  # each further line of a wrapped title
+ZOOM_MARGIN = 0.08  # of the shown range, on each side of a zoomed axis
+MIN_SPAN_PERCENT = 0.5  # a zoomed axis spans at least this many percentage points
+CURVE_PANEL_IN = 4.0
+MARKERS = "os^Dv<>pP*"
 
 
 def group_by(items: Iterable[T], key: Callable[[T], Hashable]) -> dict[Hashable, list[T]]:
@@ -48,7 +57,7 @@ def step_time_figure(timings: Sequence[TimingRecord]) -> Figure:
     """Median per-step time with its 95% CI for each backend, variant and mode.
 
     One panel per (model, device, threads); arms measured alike in several sessions are pooled.
-    Only role "arm" is drawn (the A/A and injected copies are controls, shown in the forest plot).
+    Only role "arm" is drawn (the A/A and injected copies are controls, shown in question_figure).
     """
     arms = [t for t in timings if t.role == "arm"]
     panels = group_by(arms, lambda t: (t.model, t.device, t.threads))
@@ -73,34 +82,95 @@ def step_time_figure(timings: Sequence[TimingRecord]) -> Figure:
     return fig
 
 
-def forest_figure(comparisons: Sequence[ComparisonRecord]) -> Figure:
-    """Ratio b/a with its 95% CI for each comparison, in the order given, top to bottom.
+@dataclass(frozen=True)
+class QuestionPanel:
+    """One panel of question_figure: its title and its rows, (label, comparison), top to bottom."""
 
-    A vertical line marks 1.0 (no effect); the grey band around each row is ±noise_floor, the
-    session's A/A noise: an effect inside it cannot be told apart from noise.
+    title: str
+    rows: tuple[tuple[str, ComparisonRecord], ...]
+
+
+def question_figure(panels: Sequence[QuestionPanel]) -> Figure:
+    """Change in time per step, (b / a - 1) x 100 %, with its 95% CI: one panel per question.
+
+    Each panel is zoomed to its own CIs and noise bands, so a 0.5% effect is as legible as a 50%
+    one. A vertical line marks 0 (no effect); the grey band around each row is ±noise_floor, its
+    session's A/A noise; a black tick marks the known change of a control (expected_ratio).
     """
-    fig = _figure([len(comparisons)])
-    ax = fig.subplots()
-    for y, c in enumerate(comparisons):
-        if c.noise_floor:
-            ax.fill_betweenx([y - 0.42, y + 0.42], 1 - c.noise_floor, 1 + c.noise_floor, color=NOISE_COLOR, lw=0)
-        color = VERDICT_COLORS.get(c.verdict, NEUTRAL_COLOR)
-        ax.errorbar(c.ratio, y, xerr=[[max(c.ratio - c.ci_low, 0)], [max(c.ci_high - c.ratio, 0)]],
-                    fmt="o", color=color, capsize=3)
-    ax.axvline(1.0, color="black", lw=1)
-    ax.set_yticks(range(len(comparisons)), [comparison_label(c) for c in comparisons])
-    ax.set_ylim(len(comparisons) - 0.5, -0.5)
-    ax.set_title("Paired comparisons: time ratio b / a (median of per-round ratios, 95% CI)")
-    ax.set_xlabel("ratio b / a  (> 1: b is slower)")
-    ax.grid(axis="x", alpha=0.35)
-    ax.legend(handles=[_marker(VERDICT_COLORS[SLOWER], "slower"), _marker(VERDICT_COLORS[FASTER], "faster"),
-                       _marker(NEUTRAL_COLOR, "no detectable difference"),
-                       Patch(color=NOISE_COLOR, label="A/A noise floor")], loc="best", fontsize=9)
+    titles = [textwrap.fill(panel.title, TITLE_CHARS) for panel in panels]
+    heights = [_panel_height(len(panel.rows), title.count("\n") + 1) for panel, title in zip(panels, titles)]
+    fig = Figure(figsize=(WIDTH_IN, max(sum(heights), 3.0)), layout="constrained", dpi=100)
+    subfigures = fig.subfigures(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for subfigure, title, panel in zip(subfigures, titles, panels):
+        ax = subfigure.subplots()
+        seen = [0.0]
+        for y, (_, c) in enumerate(panel.rows):
+            if c.noise_floor:
+                floor = c.noise_floor * 100
+                ax.fill_betweenx([y - 0.42, y + 0.42], -floor, floor, color=NOISE_COLOR, lw=0)
+                seen += [-floor, floor]
+            if c.expected_ratio is not None:
+                ax.plot((c.expected_ratio - 1) * 100, y, marker="|", markersize=16, mew=2, color="black")
+                seen.append((c.expected_ratio - 1) * 100)
+            change, low, high = ((value - 1) * 100 for value in (c.ratio, c.ci_low, c.ci_high))
+            ax.errorbar(change, y, xerr=[[max(change - low, 0)], [max(high - change, 0)]], fmt="o", capsize=3,
+                        color=VERDICT_COLORS.get(c.verdict, NEUTRAL_COLOR))
+            seen += [low, high]
+        ax.axvline(0.0, color="black", lw=1)
+        ax.set_xlim(*_zoomed(seen))
+        ax.xaxis.set_major_formatter(FuncFormatter(_signed_percent))
+        ax.set_yticks(range(len(panel.rows)), [label for label, _ in panel.rows])
+        ax.set_ylim(len(panel.rows) - 0.5, -0.5)
+        subfigure.suptitle(title, x=0.005, ha="left", fontsize=10)  # the panel's full width: wrapped to it
+        ax.set_xlabel("change in time per step, (b / a - 1) x 100  (> 0: b is slower)")
+        ax.grid(axis="x", alpha=0.35)
+    fig.legend(handles=[_marker(VERDICT_COLORS[SLOWER], "slower"), _marker(VERDICT_COLORS[FASTER], "faster"),
+                        _marker(NEUTRAL_COLOR, "no detectable difference"),
+                        Patch(color=NOISE_COLOR, label="A/A noise floor"),
+                        Line2D([], [], marker="|", markersize=12, mew=2, linestyle="", color="black",
+                               label="known change (controls)")],
+               loc="outside upper center", ncols=5, fontsize=9)
     return fig
 
 
-def comparison_label(c: ComparisonRecord) -> str:
-    return f"{c.backend}/{c.model}/{c.device}/{c.mode}: {c.question or f'{c.b} vs {c.a}'}"
+@dataclass(frozen=True)
+class HalfWidthCurve:
+    """The A/A CI half-width (a fraction, PairedRatio.half_width) one session had reached after
+    each of its first k processes, k = 2..n, and the wall time (s) at which process k ended."""
+
+    backend: str
+    model: str
+    mode: str
+    seconds: tuple[float, ...]
+    half_widths: tuple[float, ...]
+
+
+def half_width_figure(curves: Sequence[HalfWidthCurve]) -> Figure:
+    """CI half-width reached against wall-clock seconds, one line per session: a panel per mode,
+    a colour per backend, a marker per model; log y axis in percent."""
+    modes = list(dict.fromkeys(c.mode for c in curves))
+    models = list(dict.fromkeys(c.model for c in curves))
+    fig = Figure(figsize=(WIDTH_IN, CURVE_PANEL_IN * len(modes)), layout="constrained", dpi=100)
+    for ax, mode in zip(fig.subplots(len(modes), 1, squeeze=False)[:, 0], modes):
+        shown = [c for c in curves if c.mode == mode]
+        for c in shown:
+            ax.plot(c.seconds, np.asarray(c.half_widths) * 100, color=_backend_color(c.backend), alpha=0.8, lw=1.2,
+                    marker=MARKERS[models.index(c.model) % len(MARKERS)], markersize=4)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}%"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(_two_and_five_percent))
+        ax.set_title(f"{mode}: A/A CI half-width after each worker process (one line per session)", loc="left",
+                     fontsize=10)
+        ax.set_xlabel("seconds since the comparison began (process starts, building and compiling included)")
+        ax.set_ylabel("CI half-width (log scale)")
+        ax.grid(which="both", alpha=0.3)
+        backends = list(dict.fromkeys(c.backend for c in shown))
+        handles = [Line2D([], [], color=_backend_color(b), label=b) for b in backends]
+        if len(models) > 1:
+            handles += [Line2D([], [], color=NEUTRAL_COLOR, linestyle="", label=model,
+                               marker=MARKERS[models.index(model) % len(MARKERS)]) for model in models]
+        ax.legend(handles=handles, loc="upper right", fontsize=9)
+    return fig
 
 
 def ratio_name(reference: str, others: Sequence[str]) -> str:
@@ -153,8 +223,30 @@ def benchmark_figure(benchmarks: Sequence[dict]) -> Figure:
 
 
 def _figure(rows_per_panel: Sequence[int]) -> Figure:
-    height = sum(PANEL_EXTRA_IN + ROW_IN * max(n, 1) for n in rows_per_panel)
+    height = sum(_panel_height(n) for n in rows_per_panel)
     return Figure(figsize=(WIDTH_IN, max(height, 3.0)), layout="constrained", dpi=100)
+
+
+def _panel_height(rows: int, title_lines: int = 1) -> float:
+    return PANEL_EXTRA_IN + TITLE_LINE_IN * (title_lines - 1) + ROW_IN * max(rows, 1)
+
+
+def _signed_percent(value: float, _position=None) -> str:
+    return "0%" if abs(value) < 1e-9 else f"{value:+.3g}%"
+
+
+def _two_and_five_percent(value: float, _position=None) -> str:
+    """Minor tick labels of a log axis in percent: only 2 and 5 times a power of ten."""
+    return f"{value:.3g}%" if f"{value:.0e}"[0] in "25" else ""
+
+
+def _zoomed(values: Sequence[float]) -> tuple[float, float]:
+    """x limits that show every value with a margin, at least MIN_SPAN_PERCENT wide."""
+    low, high = min(values), max(values)
+    widen = max(MIN_SPAN_PERCENT - (high - low), 0.0) / 2
+    low, high = low - widen, high + widen
+    margin = ZOOM_MARGIN * (high - low)
+    return low - margin, high + margin
 
 
 def _point(ax, times: Sequence[float], y: float, color: str) -> None:

@@ -23,7 +23,8 @@ from harness import stats
 from harness.errors import HarnessInputError
 
 # 2: comparisons store numbers only (verdict and sentence are derived), plus n_pairs.
-SCHEMA_VERSION = 2
+# 3: timing replicated across processes (process_of_round, processes, ...); per_call records.
+SCHEMA_VERSION = 3
 RESULTS_FILE = "results.jsonl"
 
 
@@ -68,8 +69,12 @@ class ParityRecord(Record):
 class TimingRecord(Record):
     """Per-training-step time of one arm (a variant in a mode) measured in one session.
 
-    `times_s` holds the per-step time of each round. Arms measured in the same `session` were
-    interleaved round by round, so their `times_s` are paired by index.
+    `times_s` holds the per-step time of each round, from every process of the comparison;
+    `process_of_round` says which process each round ran in. Arms measured in the same `session`
+    were interleaved round by round, so their `times_s` are paired by index. `process_end_s`
+    is the wall time since the comparison began at which each process had finished (processes
+    start included): the cost of the precision reached after each. `stop_reason` says why no
+    further process was started.
     """
 
     kind: ClassVar[str] = "timing"
@@ -94,16 +99,24 @@ class TimingRecord(Record):
     times_s: tuple[float, ...] = field(default_factory=tuple)
     settings: dict[str, object] = field(default_factory=dict)  # Backend.settings(): threads, TF32, versions
     optimizer_class: str = ""  # the optimizer the arm trained with, fully qualified ("" for a hand-written loop)
+    processes: int = 1
+    process_of_round: tuple[int, ...] = field(default_factory=tuple)
+    instances: int = 1  # fresh models of this arm in each process
+    process_end_s: tuple[float, ...] = field(default_factory=tuple)
+    stop_reason: str = ""
 
 
 @dataclass(frozen=True)
 class ComparisonRecord(Record):
     """Paired comparison of arm `b` against arm `a` from one interleaved session.
 
-    Only numbers are stored: `ratio` is the median over rounds of time_b / time_a with its
-    bootstrap CI over `n_pairs` pairs; `noise_floor` is the half-width of the session's A/A
+    Only numbers are stored (see `ratio` below), over `n_pairs` paired rounds; `noise_floor` is the half-width of the session's A/A
     control (None without one). The verdict and its sentence are derived from them when read
     (harness.stats.verdict), so a report always applies the current rules to the stored numbers.
+    `ratio` is exp(mean over `processes` of each process's trimmed-mean log ratio), with a t CI
+    over those (harness/stats.py); `process_ratios` are the per-process estimates (the spread).
+    `expected_ratio` is the true ratio where it is known (controls: 1 for A/A, 1 + the injected
+    delay), which is what calibration checks the CI against.
     """
 
     kind: ClassVar[str] = "comparison"
@@ -121,10 +134,18 @@ class ComparisonRecord(Record):
     session: str
     question: str = ""
     n_pairs: int = 0
+    processes: int = 0  # 0: an older record that did not store it
+    process_ratios: tuple[float, ...] = field(default_factory=tuple)
+    expected_ratio: float | None = None
+
+    @property
+    def half_width(self) -> float:
+        """Largest distance of the CI from 1 (no effect), as a fraction."""
+        return max(abs(self.ci_low - 1.0), abs(self.ci_high - 1.0))
 
     @property
     def judgement(self) -> stats.Verdict:
-        paired = stats.PairedRatio(self.ratio, self.ci_low, self.ci_high, self.n_pairs)
+        paired = stats.PairedRatio(self.ratio, self.ci_low, self.ci_high, self.n_pairs, self.processes)
         return stats.verdict(f"{self.backend} {self.model} {self.a}", self.b, paired, self.noise_floor)
 
     @property
@@ -135,6 +156,38 @@ class ComparisonRecord(Record):
     @property
     def sentence(self) -> str:
         return self.judgement.sentence
+
+
+@dataclass(frozen=True)
+class PerCallRecord(Record):
+    """Marginal time of one more call of `layer` in a training step, from a dose-response fit:
+    steps with `copies` of the layer inserted were timed interleaved, and the slope of step time
+    against copies is `per_call_s` with its 95% CI. `step_s` is the step without copies;
+    `fraction_of_step` = per_call_s / step_s. `expected_per_call_s` is the true cost where it is
+    known (a busy-wait layer: the method's validation)."""
+
+    kind: ClassVar[str] = "per_call"
+    backend: str
+    model: str
+    mode: str
+    layer: str
+    per_call_s: float
+    ci_low_s: float
+    ci_high_s: float
+    step_s: float
+    fraction_of_step: float
+    copies: tuple[int, ...]
+    processes: int
+    session: str
+    device: str = "cpu"
+    threads: int = 0
+    process_per_call_s: tuple[float, ...] = field(default_factory=tuple)
+    expected_per_call_s: float | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def half_width_s(self) -> float:
+        return max(self.per_call_s - self.ci_low_s, self.ci_high_s - self.per_call_s)
 
 
 @dataclass(frozen=True)
@@ -203,14 +256,14 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
     "float | None": (int, float, type(None)), "int | None": (int, type(None)),
     "dict[str, int]": (dict,), "dict[str, object]": (dict,),
-    "tuple[str, ...]": (list, tuple), "tuple[float, ...]": (list, tuple),
+    "tuple[str, ...]": (list, tuple), "tuple[float, ...]": (list, tuple), "tuple[int, ...]": (list, tuple),
 }
 
 
 def _checked(f: dataclasses.Field, value: Any) -> Any:
     annotation = str(f.type)
     items = value if annotation.startswith("tuple[") and isinstance(value, (list, tuple)) else [value]
-    item_type = {"tuple[str, ...]": (str,), "tuple[float, ...]": (int, float)}.get(annotation)
+    item_type = {"tuple[str, ...]": (str,), "tuple[float, ...]": (int, float), "tuple[int, ...]": (int,)}.get(annotation)
     if not isinstance(value, _JSON_TYPES[annotation]) or any(
             isinstance(item, bool) and bool not in (item_type or _JSON_TYPES[annotation])
             or (item_type is not None and not isinstance(item, item_type))
@@ -266,5 +319,5 @@ def read_results(path: Path) -> ResultsFile:
 
 
 RECORD_TYPES: dict[str, type[Record]] = {
-    cls.kind: cls for cls in (ParityRecord, TimingRecord, ComparisonRecord, InspectRecord, CaseRecord)
+    cls.kind: cls for cls in (ParityRecord, TimingRecord, ComparisonRecord, PerCallRecord, InspectRecord, CaseRecord)
 }

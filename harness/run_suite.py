@@ -5,7 +5,8 @@ measures exactly what those commands measure; harness/case_runner.py makes the r
 and resumable. What each backend can do (modes, devices, a hand-written reference loop, parity
 against the reference) comes from the backend registry (backends/__init__.py); a backend whose
 framework is missing (checked once, in a subprocess: this process never imports one) has its
-cases recorded as skipped. After a timing case, the answers to the timing questions
+cases recorded as skipped. Timing, per-call and calibration cases replicate their comparisons
+across worker processes within the suite's budgets (harness/replication.py). After a timing case, the answers to the timing questions
 (harness/questions.py) are computed from that session's paired times by harness.timing.compare,
 the function `time` itself uses.
 
@@ -43,7 +44,8 @@ from harness.timing import compare, floor_for, noise_floors
 from harness.variants import BASELINE, variant_spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT_S = {"parity": 900, "time": 900, "inspect": 600}
+TIMEOUT_S = {"parity": 900, "inspect": 600}  # timing cases: _timeout(their budget)
+PERCALL_MODEL = "mlp"  # per-call costs and calibration are measured on this preset
 AVAILABILITY_TIMEOUT_S = 120
 _AVAILABILITY_CODE = ("import json, sys; from backends import backend_class; "
                       "a = backend_class(sys.argv[1]).availability(); print(json.dumps([a.ok, a.reason]))")
@@ -64,7 +66,7 @@ def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
     devices = tuple(dict.fromkeys(args.devices or suite.devices))
     if "cuda" in devices and args.devices is None:
         devices = tuple(d for d in devices if d != "cuda" or _cuda_present())
-    backends, models = tuple(dict.fromkeys(args.backends)), tuple(dict.fromkeys(args.models))
+    backends, models = tuple(dict.fromkeys(args.backends)), tuple(dict.fromkeys(args.models or suite.models))
     for backend in backends:
         cls = backend_class(backend)
         if not any(m in cls.MODES for m in modes):
@@ -91,22 +93,48 @@ def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
                 reference_loop = (cls.HAS_REFERENCE_LOOP and model == "mlp" and "eager" in backend_modes
                                   and BASELINE in model_variants)
                 argv = _command("time", "--backend", backend, "--model", model, "--device", device,
-                                "--threads", threads, "--rounds", str(suite.rounds),
-                                "--round-seconds", str(suite.round_s), "--aa",
+                                "--threads", threads, *_replication_args(suite, suite.budget_s), "--aa",
                                 "--inject-slowdown", str(INJECTED_SLOWDOWN),
                                 *(("--reference-loop",) if reference_loop else ()),
                                 *(a for m in backend_modes for a in ("--mode", m)),
                                 *(a for v in model_variants for a in ("--variant", v)))
-                arms = (len(model_variants) * len(backend_modes) + 3)
                 cases.append(Case(f"time/{backend}/{model}/{device}/{'+'.join(backend_modes)}", argv,
-                                  TIMEOUT_S["time"], f"time {backend} {model} {device} {'+'.join(backend_modes)}",
-                                  8.0 + arms * (suite.rounds * suite.round_s + 1.0 + 12.0 * ("compiled" in backend_modes)),
-                                  skip))
+                                  _timeout(suite.budget_s), f"time {backend} {model} {device} {'+'.join(backend_modes)}",
+                                  suite.budget_s, skip))
+            for layer in suite.percall_layers if model == PERCALL_MODEL else ():
+                for mode in backend_modes:
+                    argv = _command("percall", "--backend", backend, "--model", model, "--layer", layer, "--mode", mode,
+                                    "--threads", threads, "--budget", f"{suite.percall_budget_s:g}", "--instances", "1")
+                    cases.append(Case(f"percall/{backend}/{model}/{mode}/{layer}", argv, _timeout(suite.percall_budget_s),
+                                      f"percall {backend} {model} {mode} {layer}", suite.percall_budget_s, skip))
             argv = _command("inspect", "--backend", backend, "--model", model, "--threads", threads,
                             *(a for v in suite.inspect_variants for a in ("--variant", v)))
             cases.append(Case(f"inspect/{backend}/{model}", argv, TIMEOUT_S["inspect"], f"inspect {backend} {model}",
                               6.0 + 3.0 * len(suite.inspect_variants), skip))
+        if suite.calibration:
+            argv = _command("calibrate", "--backend", backend, "--model", PERCALL_MODEL, "--threads", threads,
+                            "--comparisons", str(suite.calibration), "--budget", f"{suite.calibration_budget_s:g}",
+                            "--process-seconds", "3", "--instances", "2")  # 3 processes fit in the budget
+            expected = (suite.calibration + 1) * suite.calibration_budget_s
+            cases.append(Case(f"calibrate/{backend}/{PERCALL_MODEL}", argv, _timeout(expected),
+                              f"calibrate {backend} {PERCALL_MODEL}", expected, unavailable.get(backend, ""),
+                              ok_returncodes=(0, 1)))  # 1: a target missed; its records say which
     return cases
+
+
+def _replication_args(suite, budget_s: float) -> tuple[str, ...]:
+    """A timing case's replication options: the suite's budget and process settings (its many arms
+    need fewer instances and shorter rounds than `time`'s defaults; precision: the default ±1%).
+    Per-call and calibration cases keep the commands' defaults but for the budget (and, for
+    per-call, one instance: a compiled arm compiles once per instance)."""
+    return ("--budget", f"{budget_s:g}", "--process-seconds", f"{suite.process_s:g}",
+            "--instances", str(suite.instances), "--round-seconds", f"{suite.round_s:g}")
+
+
+def _timeout(budget_s: float) -> float:
+    """A timing case's limit: its budget, plus room for the process that the budget let start
+    late and for the imports and compilation the budget already counts."""
+    return 2 * budget_s + 300.0
 
 
 def distinct_variants(backend, spec, variants) -> tuple[str, ...]:

@@ -1,27 +1,47 @@
-"""Statistics for timing: robust summaries, paired ratios with bootstrap CIs, and verdicts.
+"""Statistics for timing: robust summaries, replicated paired ratios with CIs, and verdicts.
 
 The effects this project measures are often smaller than the noise of a shared machine, so the
 rules are conservative and stated once, here:
 
 - Arms are measured interleaved; round r of arm A and round r of arm B form a pair, and the
-  effect is the per-pair ratio time_B / time_A (drift in machine speed cancels within a pair).
-- The effect size is the median of those ratios, with a 95% percentile-bootstrap CI
-  (scipy.stats.bootstrap, fixed seed so a report is reproducible from its raw times).
+  effect is the per-pair log ratio log(time_B / time_A) (drift in machine speed cancels in a pair).
+- A comparison runs in several worker processes (harness/replication.py). Every round of one
+  process shares that process's memory layout, allocator state and model instances, so rounds
+  are not independent draws: a CI over all rounds as if they were is too narrow (two of two
+  200-round A/A tests in one process excluded 1). Levels are therefore kept apart (Kalibera &
+  Jones, ISMM 2013): each process gives one estimate, the 10%-trimmed mean of its rounds' log
+  ratios (robust to the spikes of a shared machine), and the CI is Student's t over those
+  per-process estimates (n - 1 degrees of freedom). The between-process variance then carries
+  the within-process variance with it (each process mean includes its own round noise), which
+  is exactly the variance of a new process's estimate, so the interval is honest with as few as
+  3 processes, where a bootstrap over 3 clusters undercovers badly. tests/test_stats.py checks
+  coverage on synthetic two-level data; `harness calibrate` checks it on this machine.
+- The effect is exp(mean of the per-process estimates), a ratio; its CI is exp of the t-interval.
+- With one process there is no between-process variance to estimate: the CI is a bootstrap over
+  that process's rounds (scipy.stats.bootstrap, fixed seed), and no verdict is given.
 - The noise floor is the half-width of an A/A control (the same variant built twice and timed
   the same way): the largest ratio that pure noise produced in that session.
 - "slower"/"faster" needs both a CI that excludes 1 and an effect larger than the noise floor.
   Anything else is "no detectable difference", reported with the largest effect still compatible
   with the data ("at most X%"), never as a finding.
-- Below MIN_PAIRS paired rounds a bootstrap CI is not worth its name (3 pairs have only 10
-  distinct resamples; 1 pair gives a zero-width CI): no verdict is given.
+- Below MIN_PAIRS paired rounds or MIN_PROCESSES processes a CI is not worth its name: no verdict.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
+
+
+def _scipy_stats():
+    """scipy.stats, imported on first use: it takes a second to import, and every timing worker
+    process imports this module (the statistics run in the parent)."""
+    from scipy import stats as scipy_stats
+
+    return scipy_stats
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 10_000
@@ -31,7 +51,10 @@ SLOWER = "slower"
 FASTER = "faster"
 NO_DIFFERENCE = "no detectable difference"
 TOO_FEW_PAIRS = "too few rounds for a verdict"
+TOO_FEW_PROCESSES = "too few processes for a verdict"
 MIN_PAIRS = 10
+MIN_PROCESSES = 3
+TRIM = 0.1  # fraction cut from each end of a process's rounds before averaging
 
 
 @dataclass(frozen=True)
@@ -47,6 +70,8 @@ class PairedRatio:
     ci_low: float
     ci_high: float
     n_pairs: int
+    processes: int = 0  # 0: not known (an older record)
+    process_ratios: tuple[float, ...] = ()  # each process's own estimate: the between-process spread
 
     @property
     def half_width(self) -> float:
@@ -70,7 +95,7 @@ def summarize(times) -> Summary:
 
 def _percentile_bootstrap(samples: tuple, statistic, **options) -> tuple[float, float]:
     """95% percentile-bootstrap CI of `statistic`, with the fixed seed (reproducible reports)."""
-    result = scipy_stats.bootstrap(
+    result = _scipy_stats().bootstrap(
         samples,
         statistic,
         confidence_level=CONFIDENCE,
@@ -90,17 +115,80 @@ def median_ci(times) -> tuple[float, float]:
     return _percentile_bootstrap((values,), np.median)
 
 
-def paired_ratio(a_times, b_times) -> PairedRatio:
-    """Median of per-round ratios b/a with a 95% bootstrap CI.
+@dataclass(frozen=True)
+class Estimate:
+    """A quantity estimated from several processes: mean of the per-process estimates, 95% CI."""
 
-    Needs at least 3 pairs; with fewer, the CI is the whole observed range (honest, and wide).
+    value: float
+    ci_low: float
+    ci_high: float
+    process_values: tuple[float, ...]
+
+
+def _groups(values: np.ndarray, process_of_round) -> list[np.ndarray]:
+    """values split by process (in order of first appearance); one group without process ids."""
+    if process_of_round is None or len(process_of_round) == 0:
+        return [values]
+    ids = np.asarray(process_of_round)
+    if ids.shape[0] != values.shape[0]:
+        raise ValueError(f"{values.shape[0]} rounds but {ids.shape[0]} process ids")
+    return [values[ids == process] for process in dict.fromkeys(ids.tolist())]
+
+
+def _trimmed_mean(values, axis=-1):
+    """scipy.stats.trim_mean's statistic (TRIM cut from each end), in numpy: scipy's argument
+    checks cost a millisecond per call, and the bootstrap calls it on every resample."""
+    ordered = np.sort(values, axis=axis)
+    n = ordered.shape[axis]
+    cut = int(TRIM * n)
+    return np.take(ordered, range(cut, n - cut), axis=axis).mean(axis=axis)
+
+
+def across_processes(per_round, process_of_round=None) -> Estimate:
+    """The mean over processes of each process's trimmed mean of `per_round`, with a 95% CI.
+
+    Two or more processes: Student's t over the per-process estimates (see the module docstring).
+    One process: a percentile bootstrap over its rounds (it cannot see between-process variation).
     """
+    values = np.asarray(per_round, dtype=float)
+    if values.size == 0:
+        raise ValueError("no rounds to estimate from")
+    groups = _groups(values, process_of_round)
+    estimates = np.array([float(_trimmed_mean(g)) for g in groups])
+    mean = float(estimates.mean())
+    if len(groups) == 1:
+        if values.size < 3 or np.ptp(values) == 0.0:
+            return Estimate(mean, float(values.min()), float(values.max()), (mean,))
+        low, high = _percentile_bootstrap((values,), _trimmed_mean, vectorized=True)
+        return Estimate(mean, low, high, (mean,))
+    half = float(_scipy_stats().t.ppf(0.5 + CONFIDENCE / 2, len(groups) - 1) * estimates.std(ddof=1)
+                 / np.sqrt(len(groups)))
+    return Estimate(mean, mean - half, mean + half, tuple(float(e) for e in estimates))
+
+
+def paired_ratio(a_times, b_times, process_of_round=None) -> PairedRatio:
+    """The ratio b/a of paired rounds: exp of the mean over processes of each process's trimmed
+    mean log ratio, with its 95% CI (across_processes)."""
     a = np.asarray(a_times, dtype=float)
     b = np.asarray(b_times, dtype=float)
     if a.shape != b.shape or a.size == 0:
         raise ValueError(f"paired times must have the same non-zero length, got {a.size} and {b.size}")
-    ratios = b / a
-    return PairedRatio(float(np.median(ratios)), *median_ci(ratios), int(ratios.size))
+    found = across_processes(np.log(b / a), process_of_round)
+    return PairedRatio(math.exp(found.value), math.exp(found.ci_low), math.exp(found.ci_high), int(a.size),
+                       len(found.process_values), tuple(math.exp(v) for v in found.process_values))
+
+
+def dose_response(times_by_dose: dict[float, Sequence[float]], process_of_round=None) -> Estimate:
+    """The cost of one unit of dose (e.g. one more copy of a layer): the least-squares slope of
+    time against dose in each round (arms of one round are paired, so drift cancels), then
+    across_processes over those per-round slopes. Needs at least two distinct doses."""
+    doses = np.array(sorted(times_by_dose), dtype=float)
+    if doses.size < 2:
+        raise ValueError("a dose-response fit needs at least two doses")
+    times = np.array([np.asarray(times_by_dose[d], dtype=float) for d in sorted(times_by_dose)])  # dose x round
+    centred = doses - doses.mean()
+    slopes = centred @ (times - times.mean(axis=0)) / (centred @ centred)
+    return across_processes(slopes, process_of_round)
 
 
 def unpaired_ratio(a_times, b_times) -> PairedRatio:
@@ -130,6 +218,10 @@ def verdict(a_label: str, b_label: str, pr: PairedRatio, noise_floor: float | No
     if 0 < pr.n_pairs < MIN_PAIRS:  # n_pairs 0: an older record that did not store it
         return Verdict(TOO_FEW_PAIRS, f"No verdict for {b_label} against {a_label}: only {pr.n_pairs} paired rounds, "
                                       f"too few for a CI to rest on (at least {MIN_PAIRS}; {numbers}).")
+    if 0 < pr.processes < MIN_PROCESSES:
+        return Verdict(TOO_FEW_PROCESSES, f"No verdict for {b_label} against {a_label}: measured in {pr.processes} "
+                                          f"process{'' if pr.processes == 1 else 'es'}, too few to see how much a "
+                                          f"process's layout moves the result (at least {MIN_PROCESSES}; {numbers}).")
     floor_text = f"; A/A noise floor ±{floor * 100:.1f}%" if noise_floor is not None else "; no A/A control"
     if pr.ci_low > 1.0 and effect > floor:
         return Verdict(SLOWER, f"{b_label} is {effect * 100:.1f}% slower than {a_label} ({numbers}{floor_text}).")

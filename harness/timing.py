@@ -1,17 +1,21 @@
-"""Per-training-step timing of several arms of one backend, interleaved, in this process.
+"""Per-training-step timing of several arms of one backend, interleaved, in this process: one
+process's share of a replicated comparison (harness/replication.py runs several such processes).
 
-An arm is a variant of the spec in a mode. One session builds every arm, runs each once (its
-setup time: build plus the first step, which includes torch.compile / tf.function tracing),
-warms each up, then measures rounds: in each round every arm runs `steps` steps back to back
-and its per-step time is recorded. The arm order is a new seeded random permutation each round:
-drift in machine speed and the effect of an arm's neighbours (caches, allocator) become noise
-shared by all arms instead of a bias for the arms that always sit in the same place (a fixed
-A B C / C B A order gave two identical arms a 3% offset). Arms of one session are paired by round
-index. Python's garbage collector is off during the rounds (as in timeit), so a collection
-triggered by one arm's garbage is not charged to whichever arm runs next.
+An arm is a variant of the spec in a mode. One session builds `instances` fresh models of every
+arm, in a random order (where a model's buffers land, and which was built first, biases a
+single instance: up to 3% between two identical instances), runs each once (its setup time:
+build plus the first step, which includes torch.compile / tf.function tracing), warms each up,
+then measures rounds for `process_s` seconds: in each round every arm runs `steps` steps back to
+back on one of its instances, picked at random, and its per-step time is recorded. The arm
+order is a new random permutation each round: drift in machine speed and the effect of an arm's
+neighbours (caches, allocator) become noise shared by all arms instead of a bias for the arms
+that always sit in the same place (a fixed A B C / C B A order gave two identical arms a 3%
+offset). Arms of one session are paired by round index. Python's garbage collector is off
+during the rounds (as in timeit), so a collection triggered by one arm's garbage is not charged
+to whichever arm runs next.
 
-Controls, for each mode (copies of the mode's first arm, its "base"): an A/A copy, a second
-instance timed the same way, whose ratio to the base is pure noise (that mode's noise floor);
+Controls, for each mode (copies of the mode's first arm, its "base"): an A/A copy, other
+instances timed the same way, whose ratio to the base is pure noise (that mode's noise floor);
 an injected copy that spins for `inject` x the base's latest step time after every step (a
 known slowdown the statistics must detect). Compiled and eager steps differ in noise, so a
 comparison is judged against the floor of the modes it involves.
@@ -37,7 +41,8 @@ from harness.data import synthetic_batch
 from harness.errors import HarnessInputError
 from harness.questions import AA_CONTROL, INJECTED_CONTROL, REFERENCE_LOOP
 from harness.records import ComparisonRecord, TimingRecord
-from harness.spec import PRESETS, ModelSpec, model_cost
+from harness.spec import PRESETS, ModelSpec, model_cost, parse_spec
+from harness.spin import spin
 from harness.variants import BASELINE, apply_variant, parse_variant
 
 AA_SUFFIX = " (A/A copy)"
@@ -46,15 +51,25 @@ ORDER_SEED = 0
 
 @dataclass(frozen=True)
 class TimingPlan:
+    """What one process of a comparison measures (replication.ReplicationPlan: how many processes)."""
+
     variants: tuple[str, ...]
     modes: tuple[str, ...] = ("eager",)
-    rounds: int = 30
-    steps: int | None = None  # per round; None: calibrated to TARGET_ROUND_S
+    process_s: float = 6.0  # seconds of rounds per process (after building and warming up)
+    rounds: int | None = None  # a fixed number of rounds per process instead of process_s
+    steps: int | None = None  # per round; None: calibrated to round_s
     warmup: int = 5
     aa: bool = False
     inject: float = 0.0
     reference_loop: bool = False  # add Backend.reference_step, the hand-written loop: mlp, eager
     round_s: float = 0.05  # steps per round are chosen so that one round of one arm lasts about this
+    instances: int = 4  # fresh models per arm; each round uses one at random
+    # Arms given as whole specs instead of variants: (label, spec as a dict), e.g. a model with k
+    # copies of a layer (harness/percall.py). `variants` must then be empty.
+    named_specs: tuple[tuple[str, dict], ...] = ()
+
+
+MIN_ROUNDS = stats.MIN_PAIRS  # a process stops after process_s only once it has this many rounds
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,8 @@ def _arms(spec: ModelSpec, plan: TimingPlan) -> list[_Arm]:
         for text in plan.variants:
             variant = parse_variant(text)
             arms.append(_Arm(f"{variant.label}/{mode}", variant.label, mode, apply_variant(spec, variant)))
+        for label, data in plan.named_specs:
+            arms.append(_Arm(f"{label}/{mode}", label, mode, parse_spec(data, f"arm {label!r}")))
     for base in [next(arm for arm in arms if arm.mode == mode) for mode in plan.modes]:
         if plan.aa:
             arms.append(replace(base, label=base.label + AA_SUFFIX, role="aa", base=base.label))
@@ -86,15 +103,11 @@ def _arms(spec: ModelSpec, plan: TimingPlan) -> list[_Arm]:
                                     "mode; use --model mlp with --variant baseline and --mode eager")
         arms.append(_Arm(f"{REFERENCE_LOOP}/eager", REFERENCE_LOOP, "eager", spec, role="reference"))
     labels = [arm.label for arm in arms]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"two arms share a label: {labels}")
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise HarnessInputError(f"--variant: {', '.join(duplicates)} given twice; each arm once (for an A/A "
+                                "comparison of an arm with itself use --aa)")
     return arms
-
-
-def _spin(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
 
 
 def _steady_step_time(step: Callable[[], None], seconds: float) -> float:
@@ -109,19 +122,21 @@ def _steady_step_time(step: Callable[[], None], seconds: float) -> float:
 def _with_delay(step: Callable[[], None], delay: Callable[[], float]) -> Callable[[], None]:
     def delayed() -> None:
         step()
-        _spin(delay())
+        spin(delay())
 
     return delayed
 
 
-def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, threads: int,
-            progress: Callable[[str], None] = lambda message: None) -> list[TimingRecord]:
-    """Build, warm up and time every arm interleaved; one TimingRecord per arm."""
-    arms = _arms(spec, plan)
-    x, y = synthetic_batch(spec, seed=spec.seed)
-    steps_fn, setup, warm, optimizers = {}, {}, {}, {}
-    for arm in arms:
-        progress(f"building and compiling {arm.label}")
+def _build_instances(backend: Backend, arms: list[_Arm], plan: TimingPlan, x, y, rng, progress):
+    """Every arm's instances, built in a random order; each one's first (compiling) step is setup
+    time, then `plan.warmup` steps. Returns {label: [step, ...]}, setup and warm-up seconds, and
+    the optimizer each arm trains with."""
+    steps_fn = {arm.label: [None] * plan.instances for arm in arms}
+    setup, warm, optimizers = {arm.label: 0.0 for arm in arms}, {arm.label: 0.0 for arm in arms}, {}
+    order = [(arm, i) for arm in arms for i in range(plan.instances)]
+    for n, index in enumerate(rng.permutation(len(order))):
+        arm, instance = order[index]
+        progress(f"building and compiling {arm.label} #{instance + 1} ({n + 1}/{len(order)})")
         start = time.perf_counter()
         if arm.role == "reference":
             step = backend.reference_step(x, y)
@@ -130,35 +145,51 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
             optimizers[arm.label] = model.optimizer_class
             step = model.timed_step(x, y)
         step()  # the first call compiles/traces: setup, not step time
-        setup[arm.label] = time.perf_counter() - start
-        samples = []
+        setup[arm.label] += (time.perf_counter() - start) / plan.instances
+        begin = time.perf_counter()
         for _ in range(plan.warmup):
-            begin = time.perf_counter()
             step()
-            samples.append(time.perf_counter() - begin)
-        warm[arm.label] = sum(samples)
-        steps_fn[arm.label] = step
+        warm[arm.label] += time.perf_counter() - begin
+        steps_fn[arm.label][instance] = step
+    return steps_fn, setup, warm, optimizers
+
+
+def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, threads: int,
+            progress: Callable[[str], None] = lambda message: None, process: int = 0, seed: int = ORDER_SEED,
+            session: str = "") -> list[TimingRecord]:
+    """Build, warm up and time every arm interleaved; one TimingRecord per arm. `process` numbers
+    this process within its comparison, `seed` drives its build order, arm order and instance
+    choice (give each process its own), `session` names the comparison (default: a new id)."""
+    arms = _arms(spec, plan)
+    rng = np.random.default_rng(seed)
+    x, y = synthetic_batch(spec, seed=spec.seed)
+    steps_fn, setup, warm, optimizers = _build_instances(backend, arms, plan, x, y, rng, progress)
     # Steps per round for each arm from its own steady state (the warm-up right after a build runs
     # on cold caches and can be twice as slow), so every arm's round lasts about plan.round_s:
     # a fast compiled arm given the steps of a slow eager one would be timed over a few ms only.
     # An injected arm runs its base's steps plus a delay that follows the base's latest step time.
-    latest = {arm.label: _steady_step_time(steps_fn[arm.label], plan.round_s) for arm in arms if not arm.inject}
+    latest = {arm.label: _steady_step_time(steps_fn[arm.label][0], plan.round_s) for arm in arms if not arm.inject}
     steps = {label: plan.steps or max(1, math.ceil(plan.round_s / seconds)) for label, seconds in latest.items()}
     for arm in arms:
         if arm.inject:
             steps[arm.label] = steps[arm.base]
-            steps_fn[arm.label] = _with_delay(steps_fn[arm.label],
-                                              lambda inject=arm.inject, base=arm.base: inject * latest[base])
+            steps_fn[arm.label] = [_with_delay(step, lambda inject=arm.inject, base=arm.base: inject * latest[base])
+                                   for step in steps_fn[arm.label]]
     times: dict[str, list[float]] = {arm.label: [] for arm in arms}
-    rng = np.random.default_rng(ORDER_SEED)
     gc.collect()
     gc.disable()
+    begin_rounds = time.perf_counter()
     try:
-        for round_index in range(plan.rounds):
-            if round_index % max(1, plan.rounds // 10) == 0:
-                progress(f"round {round_index + 1}/{plan.rounds}")
+        while True:
+            done = len(times[arms[0].label])
+            elapsed = time.perf_counter() - begin_rounds
+            if (done >= plan.rounds) if plan.rounds else (elapsed >= plan.process_s and done >= MIN_ROUNDS):
+                break
+            if done % 10 == 0:
+                progress(f"round {done + 1}, {elapsed:.0f}/{plan.process_s:.0f} s" if not plan.rounds
+                         else f"round {done + 1}/{plan.rounds}")
             for arm in (arms[i] for i in rng.permutation(len(arms))):
-                step, count = steps_fn[arm.label], steps[arm.label]
+                step, count = steps_fn[arm.label][rng.integers(plan.instances)], steps[arm.label]
                 begin = time.perf_counter()
                 for _ in range(count):
                     step()
@@ -167,7 +198,7 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
                     latest[arm.label] = times[arm.label][-1]
     finally:
         gc.enable()
-    session = uuid.uuid4().hex[:12]
+    session = session or uuid.uuid4().hex[:12]
     settings = backend.settings()
     records = []
     for arm in arms:
@@ -175,10 +206,11 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
         params, flops = model_cost(arm.spec)
         records.append(TimingRecord(
             backend=backend.name, model=spec.name, variant=arm.variant, arm=arm.label, device=device, mode=arm.mode,
-            threads=threads, median_s=summary.median, iqr_s=summary.iqr, rounds=plan.rounds, steps_per_round=steps[arm.label],
-            setup_s=setup[arm.label], warmup_s=warm[arm.label], params=params, flops_per_step=flops,
-            session=session, role=arm.role, injected_slowdown=arm.inject, times_s=tuple(times[arm.label]),
-            settings=settings, optimizer_class=optimizers.get(arm.label, ""),
+            threads=threads, median_s=summary.median, iqr_s=summary.iqr, rounds=summary.n,
+            steps_per_round=steps[arm.label], setup_s=setup[arm.label], warmup_s=warm[arm.label], params=params,
+            flops_per_step=flops, session=session, role=arm.role, injected_slowdown=arm.inject,
+            times_s=tuple(times[arm.label]), settings=settings, optimizer_class=optimizers.get(arm.label, ""),
+            processes=1, process_of_round=(process,) * summary.n, instances=plan.instances,
         ))
     return records
 
@@ -190,7 +222,7 @@ def _base_of(control: TimingRecord, records: list[TimingRecord]) -> TimingRecord
 
 def noise_floors(records: list[TimingRecord]) -> dict[str, float]:
     """Per mode, the half-width of the session's A/A comparison in that mode."""
-    return {aa.mode: stats.paired_ratio(_base_of(aa, records).times_s, aa.times_s).half_width
+    return {aa.mode: stats.paired_ratio(_base_of(aa, records).times_s, aa.times_s, aa.process_of_round).half_width
             for aa in records if aa.role == "aa"}
 
 
@@ -204,13 +236,21 @@ def compare(a: TimingRecord, b: TimingRecord, floor: float | None, question: str
     """Paired comparison of two arms of the same session (the one function every verdict uses)."""
     if a.session != b.session:
         raise ValueError(f"arms {a.arm!r} and {b.arm!r} were not measured in the same session")
-    pr = stats.paired_ratio(a.times_s, b.times_s)
+    if a.process_of_round != b.process_of_round:
+        raise ValueError(f"arms {a.arm!r} and {b.arm!r} do not share their rounds' processes")
+    pr = stats.paired_ratio(a.times_s, b.times_s, a.process_of_round)
     mode = a.mode if a.mode == b.mode else f"{a.mode}->{b.mode}"
     return ComparisonRecord(
         backend=a.backend, model=a.model, device=a.device, mode=mode, threads=a.threads, a=a.arm, b=b.arm,
         ratio=pr.ratio, ci_low=pr.ci_low, ci_high=pr.ci_high, noise_floor=floor, session=a.session,
-        question=question, n_pairs=pr.n_pairs,
+        question=question, n_pairs=pr.n_pairs, processes=pr.processes, process_ratios=pr.process_ratios,
+        expected_ratio=_expected_ratio(b) if a.role == "arm" else None,
     )
+
+
+def _expected_ratio(control: TimingRecord) -> float | None:
+    """What a control's ratio to its base truly is: 1 for an A/A copy, 1 + the injected delay."""
+    return {"aa": 1.0, "injected": 1.0 + control.injected_slowdown}.get(control.role)
 
 
 CONTROL_QUESTIONS = {"aa": AA_CONTROL, "injected": INJECTED_CONTROL}

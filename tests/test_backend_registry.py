@@ -1,7 +1,8 @@
 """The backend registry: a backend is one module under backends/, and nothing else names it.
 
-A test-only backend module (a subclass of the torch backend named `torch2`) is put on the
-`backends` package's search path, as if it were a new file in backends/; then `time` and
+A test-only backend module (a subclass of the torch backend named `torch2`) is put in a folder
+named by HARNESS_BACKEND_PATH (the registry searches it as part of the package, and timing's
+worker processes inherit it), as if it were a new file in backends/; then `time` and
 `inspect` run through it, and suites, parity and the CLI offer it, with no other file edited.
 """
 
@@ -31,7 +32,8 @@ class Torch2Backend(TorchBackend):
 def torch2(tmp_path, monkeypatch, backend_factory):
     backend_factory("torch")  # torch configured first, with the session's threads
     (tmp_path / "torch2_backend.py").write_text(TORCH2_MODULE)
-    monkeypatch.setattr(backends, "__path__", [*backends.__path__, str(tmp_path)])
+    monkeypatch.setattr(backends, "__path__", list(backends.__path__))  # restored after the test
+    monkeypatch.setenv(backends.BACKEND_PATH_VARIABLE, str(tmp_path))
     registry.cache_clear()
     yield
     monkeypatch.undo()
@@ -52,7 +54,8 @@ def test_a_new_backend_module_is_discovered(torch2):
 def test_time_runs_through_a_new_backend(torch2, tmp_path, capsys):
     out = tmp_path / "t.json"
     code = main(["time", "--backend", "torch2", "--variant", "dropout=absent", "--variant", "dropout=0",
-                 "--rounds", "3", "--steps", "1", "--warmup", "0", "--json", str(out)])
+                 "--rounds", "3", "--steps", "1", "--warmup", "0", "--instances", "1", "--max-processes", "1",
+                 "--json", str(out)])
     assert code == 0, capsys.readouterr().err
     records = json.loads(out.read_text())
     assert {r["backend"] for r in records} == {"torch2"}

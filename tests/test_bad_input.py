@@ -147,6 +147,8 @@ def run_folder(results: str, **others: object) -> Callable[[Path], None]:
 BIG = ["parity", "--spec", "{tmp}/big.json"]
 TORCH = ["time", "--backend", "torch"]
 TIME = [*TORCH, "--variant", "baseline"]
+PERCALL = ["percall", "--backend", "torch"]
+CALIBRATE = ["calibrate", "--backend", "torch"]
 INSPECT = ["inspect", "--backend", "torch", "--variant", "baseline"]
 RUN = ["run", "--suite", "quick", "--backends", "torch", "--models", "mlp", "--out", "{tmp}/X"]
 RESUME = ["run", "--resume", "--out", "{tmp}/X"]
@@ -189,6 +191,8 @@ def out_of_range(option: str, value: str):
     pytest.param(None, [*TIME, "--threads", "100000"], ["--threads 100000"], id="threads-100000"),
     out_of_range("--threads", "0"),
     out_of_range("--steps", "0"),
+    out_of_range("--precision", "0"),
+    out_of_range("--budget", "-1"),
     # Variants: parsed, not empty, not given twice under any spelling.
     pytest.param(None, [*TORCH, "--variant", ""], ["--variant ''", "empty"], id="variant-empty"),
     pytest.param(None, [*TIME, "--variant", "baseline"], ["'baseline'", "twice"], id="variant-twice"),
@@ -196,6 +200,21 @@ def out_of_range(option: str, value: str):
                  ["'no-dropout' and 'dropout=absent'", "twice"], id="variant-twice-two-spellings"),
     pytest.param(None, [*TORCH, "--variant", "dropout=7"], ["dropout=7"], id="variant-rate-7"),
     pytest.param(None, [*TORCH, "--variant", "wobble=1"], ["wobble=1"], id="variant-unknown"),
+    # percall: a layer that keeps its input's shape, at least two counts of copies, a busy-wait only in eager.
+    pytest.param(None, [*PERCALL, "--layer", "dense=3"], ["--layer: 'dense=3'"], id="percall-layer-dense"),
+    pytest.param(None, [*PERCALL, "--layer", "dropout=1.5"], ["--layer.rate: 1.5 is not in [0, 1)"],
+                 id="percall-layer-rate-1.5"),
+    pytest.param(None, [*PERCALL, "--layer", "dropout=0", "--copies", "5"],
+                 ["argument --copies: '5'", "at least two different counts"], id="percall-copies-one-count"),
+    pytest.param(None, [*PERCALL, "--layer", "dropout=0", "--copies", "a,b"],
+                 ["argument --copies: 'a,b'", "whole numbers"], id="percall-copies-not-numbers"),
+    pytest.param(None, [*PERCALL, "--layer", "busywait=20", "--mode", "compiled"],
+                 ["--layer busywait=20", "--mode eager (not compiled)"], id="percall-busywait-compiled"),
+    # calibrate: at least one session, a slowdown to detect.
+    pytest.param(None, [*CALIBRATE, "--comparisons", "0"], ["argument --comparisons: 0 is not in [1, "],
+                 id="calibrate-comparisons-0"),
+    pytest.param(None, [*CALIBRATE, "--inject-slowdown", "0"], ["argument --inject-slowdown: 0 is not in (0, 1]"],
+                 id="calibrate-inject-slowdown-0"),
     # Output paths, checked before any work.
     pytest.param(None, [*INSPECT, "--json", "{tmp}/MISSING_DIR/x.json"],
                  ["--json {tmp}/MISSING_DIR/x.json", "does not exist"], id="inspect-json-missing-folder"),

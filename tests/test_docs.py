@@ -20,7 +20,7 @@ from backends import backend_class, backend_names
 from harness.errors import HarnessInputError
 from harness.layers import ACTIVATIONS, LAYER_TYPES, PADDINGS
 from harness.questions import REFERENCE_LOOP, TIMING_QUESTIONS
-from harness.spec import OPTIMIZER_FIELDS, ModelSpec, load_spec, parse_spec
+from harness.spec import PRESETS, OPTIMIZER_FIELDS, ModelSpec, load_spec, parse_spec
 from harness.suites import SUITES
 from harness.variants import BASELINE, parse_variant
 
@@ -239,7 +239,10 @@ def test_toml_example_is_the_json_example(tmp_path):
 SUITE_ROWS = {  # row of the suites table -> what it must say, from a Suite
     "variants timed": lambda suite: {parse_variant(v).label for v in suite.timing_variants},
     "modes": lambda suite: set(suite.modes),
-    "rounds": lambda suite: [suite.rounds, suite.round_s],
+    "models": lambda suite: set(suite.models),
+    "budget": lambda suite: [suite.budget_s, suite.process_s, suite.instances, suite.round_s],
+    "per-call": lambda suite: [suite.percall_budget_s] if suite.percall_layers else [],
+    "calibration": lambda suite: [suite.calibration, suite.calibration_budget_s] if suite.calibration else [],
     "parity variants": lambda suite: {parse_variant(v).label for v in suite.parity_variants},
     "inspect variants": lambda suite: {parse_variant(v).label for v in suite.inspect_variants},
     "devices": lambda suite: set(suite.devices),
@@ -247,6 +250,7 @@ SUITE_ROWS = {  # row of the suites table -> what it must say, from a Suite
 KNOWN = {  # the mode and device names any backend has: the tokens of those rows worth comparing
     "modes": {mode for name in backend_names() for mode in backend_class(name).MODES},
     "devices": {device for name in backend_names() for device in backend_class(name).DEVICES},
+    "models": set(PRESETS),
 }
 
 
@@ -279,8 +283,8 @@ def test_suites_table_says_what_the_suite_holds(suite_name):
         assert row is not None, f"README.md {SUITES_HEADING!r}: no row {row_start!r} in the suites table"
         assert suite_name in table[row], f"{where}: no column for this suite"
         cell = table[row][suite_name]
-        if row_start == "rounds":
-            documented = numbers(cell)[:2]
+        if row_start in ("budget", "per-call", "calibration"):
+            documented = numbers(cell)
         elif row_start in KNOWN:
             documented = {t for t in tokens(cell) if t in KNOWN[row_start]}
         else:

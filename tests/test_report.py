@@ -2,7 +2,9 @@
 
 The run folder is built from the record dataclasses with known effects: dropout=0 is 10% slower
 than dropout=absent, the injected arm 5% slower, the A/A copy identical in distribution, PyTorch's
-baseline about two thirds of TensorFlow's, one parity check fails and one case failed.
+baseline about two thirds of TensorFlow's, one parity check fails and one case failed. Replicated
+sessions (several worker processes), hand-made controls with known CIs and per-call records test
+the calibration and per-call sections and the plots; their expected numbers are worked out here.
 """
 
 from __future__ import annotations
@@ -14,32 +16,41 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from backends import backend_class
+from harness import plots
 from harness.errors import HarnessInputError
 from harness.questions import AA_CONTROL, GRAPH_QUESTIONS, INJECTED_CONTROL, TIMING_QUESTIONS
-from harness.records import CaseRecord, ComparisonRecord, InspectRecord, ParityRecord, TimingRecord
+from harness.records import CaseRecord, ComparisonRecord, InspectRecord, ParityRecord, PerCallRecord, TimingRecord
 from harness.report import ReportPaths, build_report
+from harness.report.calibration import half_width_curves
+from harness.report.reading import read_run_folder
 from harness.stats import paired_ratio
 
 ROUNDS = 15
 QUESTION = {q.key: q for q in TIMING_QUESTIONS}
 
 
-def _timing(backend, variant, arm, times, session, role="arm", mode="eager"):
+def _timing(backend, variant, arm, times, session, role="arm", mode="eager", inject=0.05, **replication):
     return TimingRecord(
         backend=backend, model="mlp", variant=variant, arm=arm, device="cpu", mode=mode, threads=4,
         median_s=float(np.median(times)), iqr_s=float(np.subtract(*np.percentile(times, [75, 25]))),
         rounds=len(times), steps_per_round=20, setup_s=0.8, warmup_s=0.1, params=26_506,
         flops_per_step=3_000_000, session=session, role=role,
-        injected_slowdown=0.05 if role == "injected" else 0.0, times_s=tuple(float(t) for t in times))
+        injected_slowdown=inject if role == "injected" else 0.0, times_s=tuple(float(t) for t in times),
+        **replication)
 
 
 def _comparison(a: TimingRecord, b: TimingRecord, question: str, noise_floor: float | None) -> ComparisonRecord:
-    pr = paired_ratio(a.times_s, b.times_s)
+    """As harness.timing.compare does it: replicated arms carry their processes and spread."""
+    pr = paired_ratio(a.times_s, b.times_s, a.process_of_round or None)
+    replicated = {"processes": pr.processes, "process_ratios": pr.process_ratios} if a.process_of_round else {}
     return ComparisonRecord(
         backend=a.backend, model=a.model, device=a.device, mode=a.mode, threads=a.threads, a=a.arm, b=b.arm,
         ratio=pr.ratio, ci_low=pr.ci_low, ci_high=pr.ci_high, noise_floor=noise_floor,
-        session=a.session, question=question, n_pairs=pr.n_pairs)
+        session=a.session, question=question, n_pairs=pr.n_pairs,
+        expected_ratio={"aa": 1.0, "injected": 1.0 + b.injected_slowdown}.get(b.role), **replicated)
 
 
 def _session(backend: str, base_s: float, seed: int) -> list:
@@ -406,3 +417,225 @@ def test_verdicts_say_how_many_may_be_chance(report):
                    and "noise floor" in line and "A/A noise floor ±" in line and "A/A ratio" not in line)
     assert answered > 0 and int(match.group(1)) == answered
     assert int(match.group(2)) == round(0.05 * answered)
+
+
+# ---- replicated timing, calibration, per-call costs and the plots drawn from them ---------------
+
+PROCESSES = 5
+PROCESS_ENDS = (6.0, 10.5, 15.0, 19.5, 24.0)
+
+
+def _replicated_session(backend: str, mode: str, base_s: float, seed: int) -> list:
+    """PROCESSES worker processes of ROUNDS rounds: each process shifts each arm by its own 0.3%
+    layout bias (so the processes disagree), on top of 0.3% noise per round."""
+    rng = np.random.default_rng(seed)
+    process = np.repeat(np.arange(PROCESSES), ROUNDS)
+    drift = base_s * (1 + 0.03 * np.sin(np.arange(process.size)))
+    replication = {"processes": PROCESSES, "process_of_round": tuple(int(p) for p in process),
+                   "process_end_s": PROCESS_ENDS, "stop_reason": "budget spent"}
+    session = f"{backend}-mlp-cpu-{mode}-replicated"
+
+    def arm(variant: str, label: str, factor: float, role: str = "arm") -> TimingRecord:
+        bias = 1 + 0.003 * rng.standard_normal(PROCESSES)
+        times = drift * factor * bias[process] * (1 + 0.003 * rng.standard_normal(process.size))
+        return _timing(backend, variant, f"{label}/{mode}", times, session, role, mode, inject=0.02, **replication)
+
+    base, aa = arm("baseline", "baseline", 1.0), arm("baseline", "baseline (A/A copy)", 1.0, "aa")
+    injected = arm("baseline", "baseline (+2% injected)", 1.02, "injected")
+    absent, zero = arm("dropout=absent", "dropout=absent", 1.0), arm("dropout=0", "dropout=0", 1.01)
+    aa_cmp = _comparison(base, aa, AA_CONTROL, None)
+    return [base, aa, injected, absent, zero, aa_cmp, _comparison(base, injected, INJECTED_CONTROL, aa_cmp.half_width),
+            _comparison(absent, zero, "dropout_p0_cost", aa_cmp.half_width)]
+
+
+def _replicated_cases() -> list:
+    return [(f"time/{backend}/mlp/cpu/{mode}", _replicated_session(backend, mode, base_s, seed),
+             _ok(f"time/{backend}/mlp/cpu/{mode}"))
+            for seed, (backend, mode, base_s) in enumerate([("torch", "eager", 0.002), ("tensorflow", "eager", 0.003),
+                                                            ("torch", "compiled", 0.0015),
+                                                            ("tensorflow", "compiled", 0.0025)])]
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory) -> tuple[ReportPaths, str]:
+    paths = build_report([_write_run(tmp_path_factory.mktemp("replicated"), _replicated_cases())])
+    return paths, paths.markdown.read_text(encoding="utf-8")
+
+
+def test_replicated_run_draws_question_and_half_width_plots(replicated):
+    paths, markdown = replicated
+    assert {p.name for p in paths.plots} == {"step_times.png", "questions.png", "half_width.png",
+                                             "framework_ratios.png"}
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths.plots)
+    assert "no data in this run" not in _section(markdown, "Plots")
+
+
+def _control(backend: str, index: int, expected: float, ratio: float, half: float, spread=(0.993, 1.004, 0.998)):
+    """A control comparison with a hand-set CI of ratio ± half (5 processes, 60 pairs)."""
+    return ComparisonRecord(
+        backend=backend, model="mlp", device="cpu", mode="eager", threads=4, a="baseline/eager",
+        b="copy/eager", ratio=ratio, ci_low=ratio - half, ci_high=ratio + half,
+        noise_floor=None if expected == 1.0 else 0.005, session=f"{backend}-{expected}-{index}",
+        question=AA_CONTROL if expected == 1.0 else INJECTED_CONTROL, n_pairs=60, processes=PROCESSES,
+        process_ratios=spread, expected_ratio=expected)
+
+
+def _controls(backend: str, aa_missed: int, injected_missed: int) -> list[ComparisonRecord]:
+    """10 A/A controls with half-widths 0.1%..1.0%, of which the first `aa_missed` exclude 1; 10
+    injected +2% controls, of which the first `injected_missed` have a CI too wide to exclude 1."""
+    aa = [_control(backend, i, 1.0, 1.003 if i <= aa_missed else 1.0, i / 1000) for i in range(1, 11)]
+    injected = [_control(backend, i, 1.02, 1.02, 0.03 if i <= injected_missed else 0.008) for i in range(1, 11)]
+    return aa + injected
+
+
+def _per_call(backend, mode, layer, per_call_us, low_us, high_us, step_ms, expected_us=None) -> PerCallRecord:
+    return PerCallRecord(
+        backend=backend, model="mlp", mode=mode, layer=layer, per_call_s=per_call_us * 1e-6,
+        ci_low_s=low_us * 1e-6, ci_high_s=high_us * 1e-6, step_s=step_ms * 1e-3,
+        fraction_of_step=per_call_us * 1e-6 / (step_ms * 1e-3), copies=(0, 8, 32, 64), processes=PROCESSES,
+        session=f"{backend}-{mode}-{layer}", threads=4,
+        expected_per_call_s=None if expected_us is None else expected_us * 1e-6)
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory) -> str:
+    records = [*_controls("torch", aa_missed=1, injected_missed=1), *_controls("tensorflow", 2, 3),
+               _per_call("torch", "eager", "dropout=0", 3.1, 2.6, 3.6, 6.0),
+               _per_call("tensorflow", "compiled", "dropout=0", 0.1, -0.3, 0.5, 4.0),
+               _per_call("torch", "eager", "busywait=20", 22.5, 21.0, 24.0, 6.0, expected_us=20),
+               _per_call("tensorflow", "eager", "busywait=20", 26.0, 24.0, 28.0, 8.0, expected_us=20)]
+    folder = _write_run(tmp_path_factory.mktemp("calibrated"), [("calibrate", records, _ok("calibrate"))])
+    return build_report([folder]).markdown.read_text(encoding="utf-8")
+
+
+def _row(section: str, *cells: str) -> str:
+    start = "| " + " | ".join(cells) + " |"
+    return next(line for line in section.splitlines() if line.startswith(start))
+
+
+def test_calibration_coverage_and_half_widths_per_group(calibrated):
+    section = _section(calibrated, "Calibration")
+    # torch A/A: 9 of 10 CIs contain 1; half-widths 0.1%..1.0%: median 0.55%, 90th percentile 0.91%
+    assert _row(section, "torch", "mlp", "eager", "A/A", "10", "9 of 10 (90%)", "pass (≥ 90%)", "±0.55%", "±0.91%")
+    assert _row(section, "tensorflow", "mlp", "eager", "A/A", "10", "8 of 10 (80%)", "FAIL (≥ 90%)")
+
+
+def test_calibration_detection_rate_of_the_injected_slowdown(calibrated):
+    section = _section(calibrated, "Calibration")
+    torch = _row(section, "torch", "mlp", "eager", "injected +2.0%", "10", "10 of 10 (100%)", "—")
+    assert torch.endswith("| 9 of 10 (90%) | pass (≥ 90%) |")
+    tensorflow = _row(section, "tensorflow", "mlp", "eager", "injected +2.0%", "10", "10 of 10 (100%)")
+    assert tensorflow.endswith("| 7 of 10 (70%) | FAIL (≥ 90%) |")
+
+
+def test_calibration_says_it_per_backend(calibrated):
+    lines = _section(calibrated, "Calibration").splitlines()
+    torch = next(line for line in lines if line.startswith("- **torch**: "))
+    assert "10 A/A controls contained the true ratio 1 in 9 of 10 (90%): pass" in torch
+    assert "injected +2.0% slowdown was called slower in 9 of 10 (90%): pass" in torch
+    tensorflow = next(line for line in lines if line.startswith("- **tensorflow**: "))
+    assert "in 8 of 10 (80%): FAIL" in tensorflow and "slower in 7 of 10 (70%): FAIL" in tensorflow
+
+
+def test_busy_wait_layer_is_checked_against_its_known_cost(calibrated):
+    section = _section(calibrated, "Calibration")
+    # 22.5 µs against 20: +12.5%, inside ±20%; 26 µs: +30.0%, outside
+    assert _row(section, "torch", "mlp", "eager", "busywait=20", "22.5", "21.0–24.0", "20.0", "+12.5%", "pass (±20%)")
+    assert _row(section, "tensorflow", "mlp", "eager", "busywait=20", "26.0", "24.0–28.0", "20.0", "+30.0%", "FAIL (±20%)")
+    assert "busywait" not in _section(calibrated, "Per-call cost")
+
+
+def test_per_call_section_answers_the_dropout_claim_first(calibrated):
+    section = _section(calibrated, "Per-call cost")
+    answer = section[section.index("Claim: a Dropout layer with p=0 costs time"):].split("\n\n")[1]
+    # 3.1 µs in a 6 ms step is 0.052% of it; tensorflow's CI -0.3..0.5 µs contains 0
+    assert answer.startswith("- **Answer**: A measurable cost in 1 of 2 settings: torch mlp eager (dropout=0): 3.10 µs")
+    assert "0.052% of a 6 ms step" in answer and "no measurable cost in the other 1" in answer
+    torch = next(line for line in section.splitlines() if line.startswith("- torch mlp eager:"))
+    assert re.search(r"3\.10? µs per call", torch) and "2.6" in torch and "3.6" in torch and "0.052%" in torch
+    tensorflow = next(line for line in section.splitlines() if line.startswith("- tensorflow mlp compiled:"))
+    assert "no measurable cost" in tensorflow and re.search(r"at most 0\.50? µs", tensorflow)
+    assert _row(section, "torch", "mlp", "cpu", "eager", "dropout=0", "3.10", "2.60–3.60", "0.052%", "6",
+                "0, 8, 32, 64", str(PROCESSES))
+
+
+def test_comparison_table_shows_processes_and_the_between_process_spread(calibrated):
+    row = _row(_section(calibrated, "Comparisons"), "torch", "mlp", "cpu", "eager", "4", AA_CONTROL)
+    assert f"| {PROCESSES} | 0.993–1.004 |" in row
+
+
+def test_half_width_curve_follows_the_processes(tmp_path):
+    """Each process has one constant log ratio d_p, so after k processes the CI is the t interval
+    of d_1..d_k: worked out here from scipy's t quantile."""
+    from scipy import stats as scipy_stats
+
+    d = np.array([0.004, -0.002, 0.001, 0.003, -0.001])
+    process = np.repeat(np.arange(PROCESSES), ROUNDS)
+    a = 0.002 * (1 + 0.01 * np.sin(np.arange(process.size)))
+    replication = {"processes": PROCESSES, "process_of_round": tuple(int(p) for p in process),
+                   "process_end_s": PROCESS_ENDS}
+    base = _timing("torch", "baseline", "baseline/eager", a, "s1", **replication)
+    copy = _timing("torch", "baseline", "baseline (A/A copy)/eager", a * np.exp(d[process]), "s1", "aa", **replication)
+    folder = _write_run(tmp_path / "run", [("time", [base, copy, _comparison(base, copy, AA_CONTROL, None)],
+                                            _ok("time"))])
+    (curve,) = half_width_curves(read_run_folder(folder))
+    expected = []
+    for k in range(2, PROCESSES + 1):
+        mean, half = d[:k].mean(), scipy_stats.t.ppf(0.975, k - 1) * d[:k].std(ddof=1) / np.sqrt(k)
+        expected.append(max(abs(np.exp(mean - half) - 1), abs(np.exp(mean + half) - 1)))
+    assert (curve.backend, curve.mode) == ("torch", "eager")
+    assert curve.seconds == PROCESS_ENDS[1:]
+    assert np.allclose(curve.half_widths, expected, rtol=1e-9)
+
+
+def _extents(fig) -> list:
+    """Each panel's full extent (title, tick labels, axis label) in display pixels, after drawing."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return [ax.get_tightbbox(canvas.get_renderer()) for ax in fig.axes]
+
+
+def _assert_laid_out(fig) -> None:
+    """No panel, title or legend outside the figure (clipped) or overlapping another one."""
+    boxes = _extents(fig)
+    page = fig.bbox
+    titles = [text.get_window_extent() for part in (fig, *fig.subfigs) for text in part.texts]  # suptitles
+    assert len(titles) == len(fig.subfigs)
+    boxes += titles + [legend.get_window_extent() for legend in fig.legends]
+    for box in boxes:
+        assert page.x0 - 1 <= box.x0 and box.x1 <= page.x1 + 1 and page.y0 - 1 <= box.y0 and box.y1 <= page.y1 + 1
+    for i, first in enumerate(boxes):
+        for second in boxes[i + 1:]:
+            assert first.y1 <= second.y0 + 1 or second.y1 <= first.y0 + 1
+
+
+def test_question_figure_zooms_each_panel_and_grows_with_rows():
+    small = _control("torch", 1, 1.0, 1.002, 0.004)  # -0.2% to +0.6%
+    large = _control("torch", 2, 1.02, 1.25, 0.05)  # +20% to +30%
+    long_title = " ".join(q.text for q in TIMING_QUESTIONS[:3])  # real question texts, too long for one line
+    label = "tensorflow / mlp / cpu / compiled: baseline (A/A copy)/compiled vs baseline/compiled"
+    panels = [plots.QuestionPanel("A/A", ((label, small),)),
+              plots.QuestionPanel(long_title, tuple((f"{label} {i}", large) for i in range(12)))]
+    fig = plots.question_figure(panels)
+    _assert_laid_out(fig)
+    first, second = fig.axes[:2]
+    low, high = first.get_xlim()
+    assert -1.5 < low < -0.2 and 0.6 < high < 1.5  # its own CI and the ±0.5% noise band, not 0 to 150%
+    low, high = second.get_xlim()
+    assert -5 < low <= -0.5 and 30 < high < 35  # 0, the noise band and +20%..+30%
+    assert "\n" in fig.subfigs[1].get_suptitle()
+    one_row = plots.question_figure(panels[:1]).get_size_inches()[1]
+    assert fig.get_size_inches()[1] > one_row + 12 * 0.25
+
+
+def test_half_width_figure_has_a_log_percent_axis_per_mode():
+    curves = [plots.HalfWidthCurve("torch", "mlp", "eager", (10.0, 15.0, 20.0), (0.05, 0.01, 0.004)),
+              plots.HalfWidthCurve("tensorflow", "mlp", "eager", (12.0, 18.0), (0.03, 0.02)),
+              plots.HalfWidthCurve("torch", "cnn", "compiled", (30.0, 45.0), (0.02, 0.006))]
+    fig = plots.half_width_figure(curves)
+    _assert_laid_out(fig)
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log"]
+    eager = fig.axes[0]
+    assert [tuple(line.get_ydata()) for line in eager.lines] == [(5.0, 1.0, 0.4), (3.0, 2.0)]
+    assert [line.get_color() for line in eager.lines] == [backend_class("torch").COLOR,
+                                                          backend_class("tensorflow").COLOR]

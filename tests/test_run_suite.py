@@ -18,6 +18,7 @@ def _arm(variant, mode, times, role="arm"):
         backend="torch", model="mlp", variant=variant, arm=label, device="cpu", mode=mode, threads=2,
         median_s=float(np.median(times)), iqr_s=0.0, rounds=len(times), steps_per_round=1, setup_s=0.0,
         warmup_s=0.0, params=1, flops_per_step=1, session="s1", role=role, times_s=tuple(times),
+        processes=4, process_of_round=tuple(i * 4 // len(times) for i in range(len(times))),  # 4 processes
     ).as_dict()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from backends.base import Availability, Backend, Model
@@ -106,3 +108,89 @@ def test_model_cost_of_the_mlp_by_hand():
     params, flops = model_cost(PRESETS["mlp"])
     assert params == 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
     assert flops == 3 * 2 * (784 * 512 + 512 * 256 + 256 * 10) * 32
+
+
+class _InstanceModel(_FakeModel):
+    """A fake model that knows which build it was: each step logs (arm label, build number)."""
+
+    def __init__(self, spec, mode, log, number):
+        super().__init__(spec, mode, log)
+        self.number = number
+
+    def timed_step(self, x, y):
+        return lambda: self.log.append((self.label, self.number))
+
+
+class _CountingBackend(_FakeBackend):
+    """Records every build, in order."""
+
+    def _configure(self, device, threads):
+        super()._configure(device, threads)
+        self.builds = []
+
+    def _build(self, spec, mode, dtype):
+        self.builds.append(f"{spec.name}/{mode}")
+        return _InstanceModel(spec, mode, self.log, len(self.builds))
+
+
+TWO_ARMS = ("dropout=absent", "dropout=0")
+
+
+def _three_instances(rounds: int, steps: int = 1) -> TimingPlan:
+    """Two arms, three instances each; short calibration of steps (the fake steps cost nothing)."""
+    return TimingPlan(TWO_ARMS, rounds=rounds, steps=steps, warmup=0, instances=3, round_s=0.001)
+
+
+def test_instances_are_built_per_arm_in_an_interleaved_order():
+    orders = []
+    for seed in range(5):
+        backend = _CountingBackend()
+        measure(backend, PRESETS["mlp"], _three_instances(rounds=3), "cpu", 2, seed=seed)
+        assert sorted(backend.builds) == ["mlp[dropout=0]/eager"] * 3 + ["mlp[dropout=absent]/eager"] * 3
+        orders.append(tuple(backend.builds))
+    arm_by_arm = {tuple(["mlp[dropout=absent]/eager"] * 3 + ["mlp[dropout=0]/eager"] * 3),
+                  tuple(["mlp[dropout=0]/eager"] * 3 + ["mlp[dropout=absent]/eager"] * 3)}
+    assert any(order not in arm_by_arm for order in orders), orders
+    assert len(set(orders)) > 1  # the seed drives the order
+
+
+def test_each_round_runs_one_instance_chosen_at_random():
+    backend = _CountingBackend()
+    rounds, steps = 30, 2
+    records = measure(backend, PRESETS["mlp"], _three_instances(rounds, steps), "cpu", 2)
+    timed = backend.log[-rounds * len(TWO_ARMS) * steps:]
+    runs = [timed[i:i + steps] for i in range(0, len(timed), steps)]  # one arm's steps in one round
+    assert all(len(set(run)) == 1 for run in runs), "a round mixed instances"
+    for record in records:
+        label = f"mlp[{record.variant}]/{record.mode}"  # what its fake models log
+        own = {number for number, built in enumerate(backend.builds, start=1) if built == label}
+        used = [run[0][1] for run in runs if run[0][0] == label]
+        assert len(own) == 3 and len(used) == rounds, record.arm
+        assert set(used) <= own, f"{record.arm} ran another arm's instance"
+        assert len(set(used)) > 1, f"{record.arm}: one instance in all {rounds} rounds"
+
+
+@pytest.mark.parametrize("rounds", [1, 7])
+def test_rounds_process_session_and_instances_are_recorded(rounds):
+    records = measure(_FakeBackend(), PRESETS["mlp"], _three_instances(rounds), "cpu", 2, process=4, session="abc")
+    for record in records:
+        assert record.rounds == rounds and len(record.times_s) == rounds
+        assert record.processes == 1 and record.process_of_round == (4,) * rounds
+        assert record.instances == 3 and record.session == "abc"
+
+
+@pytest.mark.parametrize("variants, named", [
+    pytest.param(("dropout=0", "dropout=0"), "dropout=0/eager", id="same-text"),
+    pytest.param(("no-dropout", "dropout=absent"), "dropout=absent/eager", id="two-spellings"),
+])
+def test_a_variant_given_twice_is_refused(variants, named):
+    backend = _CountingBackend()
+    with pytest.raises(HarnessInputError, match=f"{re.escape(named)} given twice"):
+        measure(backend, PRESETS["mlp"], TimingPlan(variants, rounds=2, steps=1, warmup=0), "cpu", 2)
+    assert backend.builds == []  # refused before anything is built
+
+
+def test_a_named_spec_given_twice_is_refused():
+    named = (("k", PRESETS["mlp"].to_dict()), ("k", PRESETS["mlp"].to_dict()))
+    with pytest.raises(HarnessInputError, match="k/eager given twice"):
+        measure(_FakeBackend(), PRESETS["mlp"], TimingPlan((), named_specs=named, rounds=2), "cpu", 2)

@@ -2,7 +2,7 @@
 
 A report is a list of blocks (Heading, Text, VerdictGroup, Table, Image); this module defines
 them, renders them to report.md and index.html, and holds the few block builders both reports
-share (a key/value table of nested facts, a saved plot, milliseconds).
+share (a key/value table of nested facts, a saved plot, milliseconds and microseconds).
 
 Constraints: rendering decides nothing about the content. index.html embeds its PNGs as data URIs
 and its CSS inline, so it opens offline; every text put into it goes through html.escape. Table
@@ -75,6 +75,12 @@ Block = Heading | Text | VerdictGroup | Table | Image
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.4g}"
+
+
+def us(seconds: float) -> str:
+    """Microseconds with two decimals below 10 µs, one above (per-call costs and their CIs)."""
+    value = seconds * 1e6
+    return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
 
 
 def save_plot(name: str, caption: str, make: Callable[[], Figure], out: Path) -> Image:

@@ -1,5 +1,5 @@
-"""The run report, section by section: summary, warnings, verdicts, plots, one table per record
-kind, the cases that are missing, and the environment.
+"""The run report, section by section: summary, warnings, verdicts, per-call costs, calibration,
+plots, one table per record kind, the cases that are missing, and the environment.
 
 Constraints: this module arranges blocks from a RunFolder (harness.report.reading) and the
 verdicts (harness.report.verdicts); it reads no file and renders nothing itself. Its only output
@@ -14,13 +14,23 @@ from pathlib import Path
 from backends import REFERENCE
 from harness import plots
 from harness.environment import ENVIRONMENT_FILE
-from harness.questions import CONTROLS, TIMING_QUESTIONS
+from harness.questions import AA_CONTROL, CONTROLS, INJECTED_CONTROL, QUESTION_BY_KEY, TIMING_QUESTIONS
 from harness.records import RESULTS_FILE, ComparisonRecord, InspectRecord, ParityRecord, TimingRecord
+from harness.report.calibration import busy_wait_records, calibration_blocks, half_width_curves
+from harness.report.per_call import measured_records, per_call_blocks
 from harness.report.reading import RunFolder
 from harness.report.render import Block, Heading, Table, Text, facts_table, ms, save_plot
-from harness.report.verdicts import FrameworkRatio, framework_ratios, how_to_read, verdict_groups, verdict_tone
+from harness.report.verdicts import FrameworkRatio, framework_ratios, how_to_read, verdict_groups, verdict_tone, where
 
 _COMPARISON_ORDER = [q.key for q in TIMING_QUESTIONS] + [*CONTROLS, ""]
+# The panel titles of comparisons that answer no question of harness.questions.
+_PANEL_TITLES = {
+    AA_CONTROL: "A/A control: two identical arms of one session. The true change is 0; the CI's largest distance "
+                "from 0 is the session's noise floor.",
+    INJECTED_CONTROL: "Injected control: a copy of the session's first arm that spins a known fraction of its step "
+                      "(the black tick). It should be called slower.",
+    "": "Other comparisons: each arm against the session's first arm.",
+}
 
 
 def run_blocks(run: RunFolder, out: Path) -> list[Block]:
@@ -35,6 +45,13 @@ def run_blocks(run: RunFolder, out: Path) -> list[Block]:
         Heading("Verdicts"),
         Text(how_to_read(run)),
         *verdict_groups(run, ratios),
+    ]
+    per_call = measured_records(run)
+    if per_call:
+        blocks += [Heading("Per-call cost"), *per_call_blocks(per_call)]
+    if any(c.expected_ratio is not None for c in comparisons) or busy_wait_records(run):
+        blocks += [Heading("Calibration"), *calibration_blocks(run)]
+    blocks += [
         Heading("Plots"),
         *_run_plots(run, ratios, out),
         Heading("Timings"),
@@ -82,19 +99,33 @@ def _summary(run: RunFolder) -> str:
 
 
 def _run_plots(run: RunFolder, ratios: Sequence[FrameworkRatio], out: Path) -> list[Block]:
-    comparisons = _sorted_comparisons(run.of(ComparisonRecord))
+    panels = _question_panels(run)
+    curves = half_width_curves(run)
     arms = [t for t in run.of(TimingRecord) if t.role == "arm"]
     rows = [(r.other, r.setting, r.ratio) for r in ratios]
     wanted = [
         ("step_times", "Time per training step per backend, variant and mode (median, 95% CI)",
          arms, lambda: plots.step_time_figure(arms)),
-        ("comparisons", "Paired comparison ratios with 95% CI; grey band: the session's A/A noise floor",
-         comparisons, lambda: plots.forest_figure(comparisons)),
+        ("questions", ("Change in time per step for each question, b against a, with its 95% CI, each panel "
+                       "zoomed to its own range; grey band: the session's A/A noise floor"),
+         panels, lambda: plots.question_figure(panels)),
+        ("half_width", ("A/A CI half-width reached after each worker process against the wall-clock seconds "
+                        "spent (log scale; one line per session)"), curves, lambda: plots.half_width_figure(curves)),
         ("framework_ratios", f"{plots.ratio_name(REFERENCE, [r.other for r in ratios])} time per training step "
          "(baseline, 95% CI)", rows, lambda: plots.framework_ratio_figure(REFERENCE, rows)),
     ]
     return [save_plot(name, caption, make, out) if data else Text(f"{caption}: no data in this run.", "missing")
             for name, caption, data, make in wanted]
+
+
+def _question_panels(run: RunFolder) -> list[plots.QuestionPanel]:
+    """One panel per question (in the report's order); a row per comparison, labelled by where it ran
+    (and, for comparisons that answer no named question, by its arms)."""
+    by_question = plots.group_by(_sorted_comparisons(run.of(ComparisonRecord)), lambda c: c.question)
+    return [plots.QuestionPanel(
+        QUESTION_BY_KEY[key].text if key in QUESTION_BY_KEY else _PANEL_TITLES.get(key, key),
+        tuple((where(c, run) + (f": {c.b} vs {c.a}" if not key else ""), c) for c in rows))
+        for key, rows in by_question.items()]
 
 
 def _sorted_comparisons(comparisons: Sequence[ComparisonRecord]) -> list[ComparisonRecord]:
@@ -116,10 +147,11 @@ def _timing_table(timings: Sequence[TimingRecord]) -> Table:
 def _comparison_table(comparisons: Sequence[ComparisonRecord]) -> Table:
     rows = _sorted_comparisons(comparisons)
     return Table(
-        ("backend", "model", "device", "mode", "threads", "question", "b vs a", "ratio", "95% CI", "noise floor",
-         "verdict"),
+        ("backend", "model", "device", "mode", "threads", "question", "b vs a", "ratio", "95% CI", "processes",
+         "between-process spread", "noise floor", "verdict"),
         tuple((c.backend, c.model, c.device, c.mode, str(c.threads), c.question or "(ad hoc)", f"{c.b} vs {c.a}",
-               f"{c.ratio:.3f}", f"{c.ci_low:.3f}-{c.ci_high:.3f}",
+               f"{c.ratio:.3f}", f"{c.ci_low:.3f}-{c.ci_high:.3f}", str(c.processes) if c.processes else "—",
+               f"{min(c.process_ratios):.3f}–{max(c.process_ratios):.3f}" if c.process_ratios else "—",
                "—" if c.noise_floor is None else f"±{c.noise_floor * 100:.1f}%", c.verdict) for c in rows),
         tuple(verdict_tone(c.verdict) for c in rows),
     )

@@ -29,7 +29,14 @@ from harness.questions import (
 from harness.records import ComparisonRecord, InspectRecord, ParityRecord, TimingRecord
 from harness.report.reading import RunFolder
 from harness.report.render import VerdictGroup, VerdictLine
-from harness.stats import FASTER, SLOWER, PairedRatio, unpaired_ratio, verdict
+from harness.stats import (
+    FASTER,
+    MIN_PROCESSES,
+    SLOWER,
+    PairedRatio,
+    unpaired_ratio,
+    verdict,
+)
 
 NOT_MEASURED = "Not measured in this run."
 MAX_LISTED_FAILURES = 10
@@ -48,10 +55,12 @@ def how_to_read(run: RunFolder) -> str:
     """How much to trust one timing verdict, with the count that matters for false alarms."""
     answered = [c for c in run.of(ComparisonRecord) if c.question and c.question not in CONTROLS]
     return (
-        "Timing verdicts compare interleaved rounds of two arms of one session: the ratio is the median of "
-        "per-round time ratios with a 95% bootstrap CI. \"Slower\"/\"faster\" needs a CI that excludes 1 and an "
-        "effect larger than the session's A/A noise floor (two identical arms, same mode); otherwise the verdict "
-        "is \"no detectable difference\" with the largest effect the data still allow. "
+        "Timing verdicts compare interleaved rounds of two arms of one session, repeated in several worker "
+        "processes: the ratio is exp of the mean over processes of each process's trimmed-mean log time ratio, "
+        f"with a 95% Student-t CI over the processes (fewer than {MIN_PROCESSES} processes: no verdict). "
+        "\"Slower\"/\"faster\" needs a CI that excludes 1 and an effect larger than the session's A/A noise floor "
+        "(two identical arms, same mode); otherwise the verdict is \"no detectable difference\" with the largest "
+        "effect the data still allow. "
         f"This run answers {len(answered)} timing comparisons at 95% confidence, so about "
         f"{0.05 * len(answered):.0f} of them may be called slower or faster by chance: an effect just above its "
         "noise floor deserves a second run before it is believed."
@@ -68,7 +77,8 @@ def verdict_tone(label: str) -> str:
     return "finding" if label in (SLOWER, FASTER) else ""
 
 
-def _where(record: TimingRecord | ComparisonRecord, run: RunFolder) -> str:
+def where(record: TimingRecord | ComparisonRecord, run: RunFolder) -> str:
+    """Where a record was measured: "backend / model / device / mode" (and threads, where they vary)."""
     threads = f" / {_threads(record.threads)}" if run.several_thread_counts else ""
     return f"{record.backend} / {record.model} / {record.device} / {record.mode}{threads}"
 
@@ -84,7 +94,7 @@ def _group_or_not_measured(question: str, lines: Sequence[VerdictLine]) -> Verdi
 def _timing_verdicts(run: RunFolder) -> list[VerdictGroup]:
     by_question = plots.group_by(run.of(ComparisonRecord), lambda c: c.question)
     return [
-        _group_or_not_measured(q.text, [VerdictLine(_where(c, run), c.sentence, verdict_tone(c.verdict))
+        _group_or_not_measured(q.text, [VerdictLine(where(c, run), c.sentence, verdict_tone(c.verdict))
                                         for c in by_question.get(q.key, [])])
         for q in TIMING_QUESTIONS
     ]
@@ -101,14 +111,14 @@ def _graph_verdicts(run: RunFolder) -> list[VerdictGroup]:
 
 def _graph_line(q: Question, setting: tuple[str, str, str], counts: dict) -> VerdictLine:
     backend, graph, model = setting
-    where = f"{backend} {graph} graph, {model}"
+    place = f"{backend} {graph} graph, {model}"
     a, b = counts.get((*setting, q.a_variant)), counts.get((*setting, q.b_variant))
     if a is None or b is None:
         present, absent, n = (q.a_variant, q.b_variant, a) if b is None else (q.b_variant, q.a_variant, b)
-        return VerdictLine(where, f"{present} has {n} nodes; {absent} was not inspected.", "missing")
+        return VerdictLine(place, f"{present} has {n} nodes; {absent} was not inspected.", "missing")
     extra = b - a
     said = "no extra node" if extra == 0 else f"{extra:+d} node{'' if abs(extra) == 1 else 's'}"
-    return VerdictLine(where, f"{q.b_variant} has {b} nodes, {q.a_variant} {a}: {said}.", "finding" if extra else "")
+    return VerdictLine(place, f"{q.b_variant} has {b} nodes, {q.a_variant} {a}: {said}.", "finding" if extra else "")
 
 
 def _parity_verdict(run: RunFolder) -> VerdictGroup:
@@ -152,19 +162,20 @@ def _control_line(session: list[ComparisonRecord], run: RunFolder) -> VerdictLin
     aa = next((c for c in session if c.question == AA_CONTROL), None)
     injected = next((c for c in session if c.question == INJECTED_CONTROL), None)
     parts = ["no A/A control"] if aa is None else [
-        f"A/A noise floor ±{PairedRatio(aa.ratio, aa.ci_low, aa.ci_high, 0).half_width * 100:.1f}% "
+        f"A/A noise floor ±{aa.half_width * 100:.1f}% "
         f"(A/A ratio {aa.ratio:.3f}, 95% CI {aa.ci_low:.3f}-{aa.ci_high:.3f})"]
     detected = injected is not None and injected.verdict == SLOWER
     if injected is None:
         parts.append("no injected-slowdown check, so the sensitivity is unknown")
     else:
-        slowdown = next((t.injected_slowdown for t in run.of(TimingRecord)
-                         if t.session == injected.session and t.role == "injected"), INJECTED_SLOWDOWN)
-        parts.append(f"injected {slowdown * 100:.0f}% slowdown {'detected' if detected else 'NOT detected'} "
+        slowdown = injected.expected_ratio - 1 if injected.expected_ratio is not None else next(
+            (t.injected_slowdown for t in run.of(TimingRecord) if t.session == injected.session
+             and t.role == "injected"), INJECTED_SLOWDOWN)  # older records: the injected arm's, or the default
+        parts.append(f"injected {slowdown * 100:.3g}% slowdown {'detected' if detected else 'NOT detected'} "
                      f"(ratio {injected.ratio:.3f}, 95% CI {injected.ci_low:.3f}-{injected.ci_high:.3f})")
     caveat = "" if detected else " Verdicts from this session may miss effects of that size."
     sentence = "; ".join(parts) + "." + caveat
-    return VerdictLine(_where(aa or injected, run), sentence, "good" if detected else "bad")
+    return VerdictLine(where(aa or injected, run), sentence, "good" if detected else "bad")
 
 
 def framework_ratios(run: RunFolder) -> list[FrameworkRatio]:

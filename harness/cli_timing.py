@@ -1,0 +1,211 @@
+"""The timing commands of the CLI (harness/cli.py): time, percall and calibrate, and the options
+they share. Each runs its comparison in worker processes (harness/replication.py); this process
+imports no framework.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from backends import backend_class
+from harness.cli_checks import (
+    bounded_float, bounded_int, check_memory, check_output_file, checked_variants, note_unchanged, write_json,
+)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _note_idioms(backend, spec, variants) -> None:
+    """Say when a backend builds a variant's idiom as another one (e.g. Keras has no coupled
+    weight_decay: it builds its kernel_regularizer, the same objective)."""
+    from harness.variants import variant_spec
+
+    for text in variants:
+        if not backend.builds_as_written(variant_spec(spec, text)[1]):
+            idioms = ", ".join(f"{idiom} {'/'.join(values)}" for idiom, values in backend.IDIOMS.items())
+            _say(f"note: {backend.name} builds {text!r} with its own idiom ({idioms} only): this arm times that")
+
+
+NOISY_FLOOR = 0.05  # an A/A floor above this makes a session's small verdicts untrustworthy
+
+
+def _replication(args, per_call_s: float | None = None):
+    """The replication options; for a per-call cost, the target half-width `per_call_s` in seconds."""
+    from harness.replication import ReplicationPlan
+
+    return ReplicationPlan(args.precision if per_call_s is None else per_call_s, args.budget,
+                           min(args.min_processes, args.max_processes), args.max_processes,
+                           "fraction" if per_call_s is None else "s")
+
+
+def _timing_plan(args, variants, modes, aa=False, inject=0.0, reference_loop=False):
+    from harness.timing import TimingPlan
+
+    return TimingPlan(tuple(variants), tuple(modes), args.process_seconds, args.rounds, args.steps, args.warmup,
+                      aa, inject, reference_loop, args.round_seconds, args.instances)
+
+
+def cmd_time(args) -> int:
+    from harness.questions import AA_CONTROL
+    from harness.replication import run_replicated
+    from harness.spec import resolve_spec
+    from harness.timing import compare_against_first
+
+    spec = resolve_spec(args.model, args.spec)
+    variants = checked_variants(args.variant)
+    modes = tuple(dict.fromkeys(args.mode or ["eager"]))
+    for mode in modes:
+        backend_class(args.backend).check_mode(mode)
+    backend_class(args.backend).check_device(args.device)
+    check_output_file(args.json, "--json")
+    note_unchanged(spec, variants)
+    _note_idioms(backend_class(args.backend), spec, variants)
+    plan = _timing_plan(args, variants, modes, args.aa, args.inject_slowdown, args.reference_loop)
+    controls = (args.aa + (args.inject_slowdown > 0)) * len(modes) + args.reference_loop
+    check_memory(args, spec, variants, models=(len(variants) * len(modes) + controls) * args.instances)
+
+    def precision_of(records):
+        return max(c.half_width for c in compare_against_first(records)) if len(records) > 1 else 0.0
+
+    found = run_replicated(args.backend, args.device, args.threads, spec, plan, _replication(args), precision_of,
+                           progress=lambda m: _say(f"time: {m}"))
+    _say(f"stopped: {found.summary()}")
+    records = found.records
+    comparisons = compare_against_first(records) if len(records) > 1 else []
+    print(f"{args.backend} {spec.name} on {args.device}, {args.threads} threads; settings: {records[0].settings}")
+    print(f"{'arm':44} {'median ms':>10} {'IQR ms':>8} {'processes x rounds':>18} {'setup s':>8}")
+    for r in records:
+        print(f"{r.arm:44} {r.median_s * 1e3:10.3f} {r.iqr_s * 1e3:8.3f} {f'{r.processes} x {r.rounds // r.processes}':>18} "
+              f"{r.setup_s:8.2f}")
+    for c in comparisons:
+        spread = f" [per-process ratios {min(c.process_ratios):.3f}-{max(c.process_ratios):.3f}]" \
+            if c.processes > 1 else ""
+        print(c.sentence + spread)
+    for c in comparisons:
+        if c.question == AA_CONTROL and c.noise_floor is not None and c.noise_floor > NOISY_FLOOR:
+            print(f"warning: this session was noisy ({c.mode}: A/A noise floor ±{c.noise_floor:.0%}); an effect smaller "
+                  "than that cannot be told from noise here. Rerun on a quieter machine.")
+    if comparisons and found.reached > args.precision:
+        print(f"warning: the target precision ±{args.precision:.1%} was not reached (±{found.reached:.1%}: "
+              f"{found.stop_reason}); a larger --budget narrows the CIs.")
+    write_json(args.json, [*records, *comparisons])
+    return 0
+
+
+def add_replication_args(parser, precision_help: str = "target 95%% CI half-width of every comparison, as a "
+                          "fraction (default: 0.01, i.e. ±1%%)", precision_default: float = 0.01,
+                          budget_default: float = 60.0) -> None:
+    """How a comparison is replicated across worker processes (harness/replication.py)."""
+    group = parser.add_argument_group("replication (each process builds fresh instances; README: How timing works)")
+    group.add_argument("--precision", type=bounded_float(0.0, 10.0, low_open=True), default=precision_default,
+                       metavar="F", help=precision_help)
+    group.add_argument("--budget", type=bounded_float(0.0, 86_400.0, low_open=True), default=budget_default,
+                       metavar="SECONDS", help=f"wall time for the whole comparison, process start and compilation "
+                                               f"included (default: {budget_default:g})")
+    group.add_argument("--min-processes", type=bounded_int(1, 1000), default=3, metavar="N",
+                       help="worker processes before the precision may stop it (default: 3; a verdict needs 3)")
+    group.add_argument("--max-processes", type=bounded_int(1, 1000), default=40, metavar="N", help="(default: 40)")
+    group.add_argument("--process-seconds", type=bounded_float(0.0, 3600.0, low_open=True), default=6.0, metavar="S",
+                       help="seconds of interleaved rounds in each process (default: 6)")
+    group.add_argument("--rounds", type=bounded_int(1, 100_000), metavar="N",
+                       help="a fixed number of rounds per process instead of --process-seconds")
+    group.add_argument("--instances", type=bounded_int(1, 64), default=4, metavar="N",
+                       help="fresh models of each arm per process; each round uses one at random (default: 4)")
+    group.add_argument("--steps", type=bounded_int(1, 100_000),
+                       help="steps per round (default: calibrated per arm to --round-seconds)")
+    group.add_argument("--round-seconds", type=bounded_float(0.0, 10.0, low_open=True), default=0.05, metavar="S",
+                       help="how long one arm runs per round, (0, 10] (default: 0.05)")
+    group.add_argument("--warmup", type=bounded_int(0, 10_000), default=5,
+                       help="warm-up steps per instance after the first (compiling) step (default: 5)")
+
+
+
+
+def copies_list(text: str) -> tuple[int, ...]:
+    """argparse type of --copies: comma-separated counts of copies, 0 to 1000, at least two distinct."""
+    import argparse
+
+    try:
+        values = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated whole numbers, e.g. 0,32,64,128") from None
+    if len(values) < 2 or values[0] < 0 or values[-1] > 1000:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected at least two different counts from 0 to 1000")
+    return values
+
+
+def _check_timing_target(args, spec) -> None:
+    backend_class(args.backend).check_mode(args.mode)
+    backend_class(args.backend).check_device(args.device)
+    check_output_file(args.json, "--json")
+
+
+def cmd_percall(args) -> int:
+    from harness.percall import measure_per_call, parse_layer_arg, sentence, with_copies
+    from harness.resources import check_fits
+    from harness.spec import resolve_spec
+
+    spec = resolve_spec(args.model, args.spec)
+    _check_timing_target(args, spec)
+    layer = parse_layer_arg(args.layer)
+    check_fits(with_copies(spec, layer, max(args.copies)), f"{args.spec or '--model ' + spec.name} with "
+               f"{max(args.copies)} x {args.layer}", models=len(args.copies) * args.instances)
+    replication = _replication(args, per_call_s=args.precision * 1e-6)
+    record, found = measure_per_call(args.backend, args.device, args.threads, spec, args.layer, args.mode,
+                                     _timing_plan(args, (), (args.mode,)), replication, args.copies,
+                                     progress=lambda m: _say(f"percall: {m}"))
+    _say(f"stopped: {found.summary()}")
+    print(f"{'arm':36} {'median ms':>10} {'IQR ms':>8} {'processes x rounds':>18}")
+    for r in found.records:
+        print(f"{r.arm:36} {r.median_s * 1e3:10.3f} {r.iqr_s * 1e3:8.3f} {f'{r.processes} x {r.rounds // r.processes}':>18}")
+    print(sentence(record))
+    if found.reached > replication.precision:
+        print(f"warning: the target precision ±{args.precision:g} µs was not reached (±{found.reached * 1e6:.2f} µs: "
+              f"{found.stop_reason}); a larger --budget narrows the CI.")
+    write_json(args.json, [*found.records, record])
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from harness.calibration import known_cost_passed, known_cost_sentence, summarize_controls
+    from harness.percall import measure_per_call
+    from harness.records import PerCallRecord
+    from harness.replication import run_replicated
+    from harness.spec import resolve_spec
+    from harness.timing import compare_against_first
+    from harness.variants import BASELINE
+
+    spec = resolve_spec(args.model, args.spec)
+    _check_timing_target(args, spec)
+    check_memory(args, spec, [BASELINE], models=3 * args.instances)
+    plan = _timing_plan(args, (BASELINE,), (args.mode,), aa=True, inject=args.inject_slowdown)
+
+    def precision_of(records):
+        return max(c.half_width for c in compare_against_first(records))
+
+    records, comparisons = [], []
+    for index in range(args.comparisons):
+        found = run_replicated(args.backend, args.device, args.threads, spec, plan, _replication(args), precision_of,
+                               progress=lambda m, i=index: _say(f"calibrate {i + 1}/{args.comparisons}: {m}"))
+        session = compare_against_first(found.records)
+        records += found.records
+        comparisons += session
+        print(" | ".join(f"{c.question}: ratio {c.ratio:.4f} (95% CI {c.ci_low:.4f}-{c.ci_high:.4f}), {c.verdict}"
+                         for c in session) + f" | {found.records[0].processes} processes, {found.elapsed_s:.0f} s",
+              flush=True)
+    summaries = summarize_controls(comparisons)
+    for summary in summaries:
+        print(summary.sentence())
+    known = []
+    if args.known_cost_us > 0:
+        record, found = measure_per_call(args.backend, args.device, args.threads, spec, f"busywait={args.known_cost_us:g}",
+                                         "eager", _timing_plan(args, (), ("eager",)),
+                                         _replication(args, per_call_s=args.known_cost_us * 1e-6 * 0.05),
+                                         progress=lambda m: _say(f"calibrate known cost: {m}"))
+        known += [*found.records, record]
+        print(known_cost_sentence(record))
+    write_json(args.json, [*records, *comparisons, *known])
+    per_call = [r for r in known if isinstance(r, PerCallRecord)]
+    return 0 if all(s.passed for s in summaries) and all(known_cost_passed(r) for r in per_call) else 1

@@ -1,0 +1,128 @@
+"""Per-call cost of a layer that should be free, by dose-response.
+
+A step-level A/B test can only bound a cost of a few microseconds in a millisecond step ("at
+most 1%"). Instead, k copies of the layer are inserted after the model's first layer (k = 0, 32,
+64, 128 by default: a Dropout with rate 0 is numerically the identity, so stacking copies changes
+only the cost), the k-arms are timed interleaved and replicated across processes exactly as
+`harness time` does (harness/replication.py), and the slope of step time against k is the
+marginal cost of one call, with a 95% CI across processes (harness/stats.py: dose_response).
+
+A layer that only works as the identity may be stacked; one that changes the shape (dense,
+conv2d, flatten, maxpool2d) cannot be and is refused. The BusyWait layer (a known cost) checks
+the method: `harness calibrate` recovers it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+from harness import stats
+from harness.errors import HarnessInputError
+from harness.layers import LAYER_TYPES, BusyWait, Layer, parse_layer
+from harness.records import PerCallRecord, TimingRecord
+from harness.replication import ReplicationPlan, Replicated, run_replicated
+from harness.spec import ModelSpec, check_spec
+from harness.timing import TimingPlan
+
+# A slope is most precise with doses far apart; the middle doses check that the cost is linear.
+DEFAULT_COPIES = (0, 32, 64, 128)
+STACKABLE = ("dropout", "activation", "batchnorm", "busywait")  # keep the shape: copies can follow each other
+# `--layer TYPE=VALUE`: the one field VALUE sets, per type.
+MAIN_FIELD = {"dropout": "rate", "activation": "activation", "busywait": "microseconds", "batchnorm": "momentum"}
+
+
+def parse_layer_arg(text: str, where: str = "--layer") -> Layer:
+    """A layer from 'TYPE=VALUE' (dropout=0, busywait=20, activation=linear) or a JSON object
+    ('{"type": "batchnorm", "epsilon": 1e-5}'), checked as a spec's layer is."""
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise HarnessInputError(f"{where}: {text!r} is not valid JSON ({exc})") from None
+    else:
+        kind, _, value = text.partition("=")
+        if kind in LAYER_TYPES and kind not in STACKABLE:
+            raise HarnessInputError(f"{where}: {text!r}: a {kind} layer changes its input's shape, so copies cannot "
+                                    f"follow each other; stack one of {', '.join(STACKABLE)}")
+        if kind not in MAIN_FIELD or not value:
+            raise HarnessInputError(f"{where}: {text!r}: expected TYPE=VALUE with TYPE one of "
+                                    f"{', '.join(MAIN_FIELD)} (e.g. dropout=0), or a JSON layer object")
+        field = MAIN_FIELD[kind]
+        data = {"type": kind, field: value if field == "activation" else _number(value, f"{where} {text!r}")}
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind not in STACKABLE:
+        raise HarnessInputError(f"{where}: {text!r}: only a layer that keeps its input's shape can be stacked "
+                                f"({', '.join(STACKABLE)})")
+    return parse_layer(LAYER_TYPES[kind], data, where)
+
+
+def _number(text: str, where: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise HarnessInputError(f"{where}: {text.split('=')[-1]!r} is not a number") from None
+
+
+def with_copies(spec: ModelSpec, layer: Layer, copies: int) -> ModelSpec:
+    """The spec with `copies` of `layer` right after its first layer."""
+    layers = (spec.layers[0], *([layer] * copies), *spec.layers[1:])
+    found = spec.with_layers(layers, name=spec.name)
+    check_spec(found, f"{spec.name} with {copies} x {layer.type}")
+    return found
+
+
+def arm_label(copies: int, layer_text: str) -> str:
+    return f"{copies} x {layer_text}"
+
+
+def per_call_estimate(records: Sequence[TimingRecord], copies: Sequence[int]) -> stats.Estimate:
+    """The slope of step time against copies, from one session's arms (in `copies` order)."""
+    times = {k: record.times_s for k, record in zip(copies, records, strict=True)}
+    return stats.dose_response(times, records[0].process_of_round)
+
+
+def measure_per_call(backend: str, device: str, threads: int, spec: ModelSpec, layer_text: str, mode: str,
+                     plan: TimingPlan, replication: ReplicationPlan, copies: Sequence[int] = DEFAULT_COPIES,
+                     progress: Callable[[str], None] = lambda message: None) -> tuple[PerCallRecord, Replicated]:
+    """Time the spec with each number of copies of the layer; the per-call cost with its CI.
+    `replication.precision` is the target CI half-width of the per-call cost, in seconds."""
+    layer = parse_layer_arg(layer_text)
+    if isinstance(layer, BusyWait) and mode != "eager":
+        raise HarnessInputError(f"--layer {layer_text}: a busy-wait layer spins in Python, which only an eager "
+                                f"step runs on every call; use --mode eager (not {mode})")
+    copies = tuple(sorted(set(copies)))
+    if len(copies) < 2:
+        raise HarnessInputError(f"--copies {','.join(map(str, copies))}: needs at least two different counts")
+    named = tuple((arm_label(k, layer_text), with_copies(spec, layer, k).to_dict()) for k in copies)
+    plan = TimingPlan((), (mode,), plan.process_s, plan.rounds, plan.steps, plan.warmup, round_s=plan.round_s,
+                      instances=plan.instances, named_specs=named)
+
+    def precision_of(records: list[TimingRecord]) -> float:
+        found = per_call_estimate(records, copies)
+        return max(found.value - found.ci_low, found.ci_high - found.value)
+
+    found = run_replicated(backend, device, threads, spec, plan, replication, precision_of, progress)
+    estimate = per_call_estimate(found.records, copies)
+    base = found.records[0]
+    return PerCallRecord(
+        backend=backend, model=spec.name, mode=mode, layer=layer_text, per_call_s=estimate.value,
+        ci_low_s=estimate.ci_low, ci_high_s=estimate.ci_high, step_s=base.median_s,
+        fraction_of_step=estimate.value / base.median_s, copies=copies, processes=base.processes,
+        session=base.session, device=device, threads=threads, process_per_call_s=estimate.process_values,
+        expected_per_call_s=layer.microseconds * 1e-6 if isinstance(layer, BusyWait) else None,
+        elapsed_s=found.elapsed_s,
+    ), found
+
+
+def sentence(record: PerCallRecord) -> str:
+    """The answer in words, e.g. 'torch mlp eager: 3.1 µs per call of dropout=0 (95% CI ...)'."""
+    us = 1e6
+    where = f"{record.backend} {record.model} {record.mode}"
+    interval = f"95% CI {record.ci_low_s * us:.2f} to {record.ci_high_s * us:.2f} µs, {record.processes} processes"
+    if record.ci_low_s <= 0.0 <= record.ci_high_s:
+        bound = max(abs(record.ci_low_s), abs(record.ci_high_s)) * us
+        return (f"{where}: no measurable cost per call of {record.layer}: at most {bound:.2f} µs "
+                f"({bound / us / record.step_s:.3%} of a {record.step_s * 1e3:.2f} ms step; {interval}).")
+    return (f"{where}: {record.per_call_s * us:.2f} µs per call of {record.layer}, {record.fraction_of_step:.3%} of a "
+            f"{record.step_s * 1e3:.2f} ms step ({interval}).")

@@ -1,0 +1,143 @@
+"""One timing comparison, replicated: worker processes run one after another until the CI is as
+narrow as asked (`precision`) or the time budget is spent, and their rounds are merged.
+
+Why processes: every round of one process shares its memory layout, allocator state, thread
+placement and model instances, and these bias a process's estimate as a whole (Mytkowicz et
+al., ASPLOS 2009); pyperf runs 20 worker processes by default for the same reason. Each worker
+(harness/timing_worker.py) builds fresh instances of every arm in its own random order and times
+them interleaved (harness/timing.py: measure); harness/stats.py turns the per-process estimates
+into one CI. Workers run strictly one at a time (two timing processes would time each other),
+each launched through harness/parent_death.py so none outlives this process.
+
+This process imports no framework: a worker imports exactly one. The budget counts everything
+(process start, imports, building, compiling); a new process starts only if the last one's wall
+time still fits in what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from harness import stats
+from harness.errors import EXIT_BAD_INPUT, EXIT_SKIPPED, BackendUnavailable, HarnessInputError
+from harness.records import TimingRecord, from_dict
+from harness.spec import ModelSpec
+from harness.timing import TimingPlan
+
+PRECISION_REACHED = "precision reached"
+BUDGET_SPENT = "budget spent"
+MAX_PROCESSES = "maximum number of processes reached"
+STDERR_TAIL_LINES = 15
+
+
+@dataclass(frozen=True)
+class ReplicationPlan:
+    precision: float = 0.01  # stop once the half-width that `precision_of` reports is at most this
+    budget_s: float = 60.0  # wall time for the whole comparison
+    min_processes: int = stats.MIN_PROCESSES
+    max_processes: int = 40
+    unit: str = "fraction"  # what `precision` is: "fraction" (of a ratio) or "s" (seconds, e.g. per call)
+
+    def format(self, value: float) -> str:
+        return f"±{value:.2%}" if self.unit == "fraction" else f"±{value * 1e6:.2f} µs"
+
+
+@dataclass(frozen=True)
+class Replicated:
+    records: list[TimingRecord]  # one per arm, every process's rounds merged
+    stop_reason: str
+    elapsed_s: float
+    reached: float  # the precision_of the merged records when it stopped
+    plan: ReplicationPlan
+
+    def summary(self) -> str:
+        return (f"{self.stop_reason}: CI half-width {self.plan.format(self.reached)} after "
+                f"{self.records[0].processes} processes, {self.elapsed_s:.0f} s")
+
+
+def merge_processes(per_process: Sequence[Sequence[TimingRecord]], ends_s: Sequence[float],
+                    stop_reason: str = "") -> list[TimingRecord]:
+    """One record per arm from each process's records of it (same arms, same order): rounds
+    concatenated with their process ids; step-time summaries over all rounds; setup, warm-up
+    and steps per round as the mean (steps: the first process's) over processes."""
+    merged = []
+    for arm_records in zip(*per_process, strict=True):
+        first = arm_records[0]
+        if any(r.arm != first.arm for r in arm_records):
+            raise ValueError(f"processes timed different arms: {[r.arm for r in arm_records]}")
+        times = tuple(t for r in arm_records for t in r.times_s)
+        summary = stats.summarize(times)
+        merged.append(replace(
+            first, times_s=times, process_of_round=tuple(p for r in arm_records for p in r.process_of_round),
+            median_s=summary.median, iqr_s=summary.iqr, rounds=summary.n, processes=len(arm_records),
+            setup_s=sum(r.setup_s for r in arm_records) / len(arm_records),
+            warmup_s=sum(r.warmup_s for r in arm_records) / len(arm_records),
+            process_end_s=tuple(ends_s), stop_reason=stop_reason,
+        ))
+    return merged
+
+
+def run_replicated(backend: str, device: str, threads: int, spec: ModelSpec, plan: TimingPlan,
+                   replication: ReplicationPlan, precision_of: Callable[[list[TimingRecord]], float],
+                   progress: Callable[[str], None] = lambda message: None) -> Replicated:
+    """Run worker processes of `plan` until precision_of(merged records) <= replication.precision
+    (with at least min_processes), the budget would be exceeded by another process, or
+    max_processes ran. Raises BackendUnavailable (exit 3 of a worker) or HarnessInputError
+    (exit 2, or a worker that failed: its stderr's tail)."""
+    session = os.urandom(6).hex()
+    begin = time.perf_counter()
+    per_process: list[list[TimingRecord]] = []
+    ends: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="harness-time-") as folder:
+        while True:
+            index = len(per_process)
+            started = time.perf_counter()
+            per_process.append(_run_worker(Path(folder), index, {
+                "backend": backend, "device": device, "threads": threads, "spec": spec.to_dict(),
+                "plan": asdict(plan), "process": index, "seed": int(session, 16) + index, "session": session,
+            }))
+            now = time.perf_counter()
+            ends.append(now - begin)
+            merged = merge_processes(per_process, ends)
+            reached = precision_of(merged) if len(per_process) > 1 else float("inf")
+            progress(f"process {index + 1} done in {now - started:.0f} s; CI half-width {replication.format(reached)} "
+                     f"after {now - begin:.0f} s (target {replication.format(replication.precision)}, "
+                     f"budget {replication.budget_s:.0f} s)")
+            if len(per_process) >= replication.min_processes and reached <= replication.precision:
+                reason = PRECISION_REACHED
+            elif len(per_process) >= replication.max_processes:
+                reason = MAX_PROCESSES
+            elif now - begin + (now - started) > replication.budget_s:
+                reason = BUDGET_SPENT
+            else:
+                continue
+            return Replicated(merge_processes(per_process, ends, reason), reason, now - begin, reached, replication)
+
+
+def _run_worker(folder: Path, index: int, job: dict) -> list[TimingRecord]:
+    job_path, out_path, err_path = (folder / f"{index}.{suffix}" for suffix in ("job.json", "out.json", "err.txt"))
+    job_path.write_text(json.dumps(job), encoding="utf-8")
+    argv = [sys.executable, "-m", "harness.parent_death", str(os.getpid()),
+            sys.executable, "-m", "harness.timing_worker", str(job_path), str(out_path)]
+    with open(err_path, "wb") as err:
+        returncode = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err).returncode
+    tail = err_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-STDERR_TAIL_LINES:]
+    if returncode == EXIT_SKIPPED:
+        raise BackendUnavailable((tail or ["the worker gave no reason"])[-1].removeprefix("skipped: "))
+    if returncode == EXIT_BAD_INPUT:
+        raise HarnessInputError((tail or ["bad input"])[-1].removeprefix("error: "))
+    if returncode != 0:
+        raise HarnessInputError(f"timing worker {index + 1} failed (exit {returncode}):\n  " + "\n  ".join(tail))
+    try:
+        return [from_dict(record) for record in json.loads(out_path.read_text(encoding="utf-8"))]
+    except (OSError, ValueError) as exc:  # exit 0 without its records: say so, with what it printed
+        raise HarnessInputError(f"timing worker {index + 1} exited 0 but its records could not be read ({exc}):\n  "
+                                + "\n  ".join(tail)) from None

@@ -1,0 +1,181 @@
+"""Replication: merging the records of worker processes, when run_replicated stops, and how a
+worker's exit code becomes an error. Workers and subprocess.run are faked: no process starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from harness import replication
+from harness.errors import BackendUnavailable, HarnessInputError
+from harness.records import TimingRecord
+from harness.replication import ReplicationPlan, merge_processes, run_replicated
+from harness.spec import PRESETS
+from harness.timing import TimingPlan
+
+ARMS = ("baseline/eager", "dropout=0/eager")
+
+
+def _record(arm: str, times, process: int, setup_s: float = 1.0, warmup_s: float = 0.1) -> TimingRecord:
+    """What one worker process reports for one arm."""
+    return TimingRecord(
+        backend="torch", model="mlp", variant=arm.split("/")[0], arm=arm, device="cpu", mode="eager", threads=2,
+        median_s=float(np.median(times)), iqr_s=0.0, rounds=len(times), steps_per_round=10, setup_s=setup_s,
+        warmup_s=warmup_s, params=1, flops_per_step=1, session="s", times_s=tuple(times), processes=1,
+        process_of_round=(process,) * len(times), instances=4)
+
+
+def _process(index: int, rounds: int = 4) -> list[TimingRecord]:
+    rng = np.random.default_rng(index)
+    a = 1e-3 * (1 + 0.01 * rng.standard_normal(rounds))
+    return [_record(ARMS[0], a, index, setup_s=index + 1.0, warmup_s=0.1 * (index + 1)),
+            _record(ARMS[1], 1.1 * a, index, setup_s=2 * (index + 1.0))]
+
+
+def test_merge_concatenates_rounds_in_process_order():
+    per_process = [_process(0, rounds=3), _process(1, rounds=4), _process(2, rounds=5)]
+    merged = merge_processes(per_process, [5.0, 9.0, 14.0], stop_reason=replication.PRECISION_REACHED)
+    assert [r.arm for r in merged] == list(ARMS)
+    for arm, record in enumerate(merged):
+        times = [t for process in per_process for t in process[arm].times_s]
+        assert record.times_s == tuple(times)
+        assert record.process_of_round == (0,) * 3 + (1,) * 4 + (2,) * 5
+        assert (record.processes, record.rounds) == (3, 12)
+        assert record.median_s == np.median(times)
+        assert record.iqr_s == pytest.approx(np.subtract(*np.percentile(times, [75, 25])))
+        assert record.process_end_s == (5.0, 9.0, 14.0)
+        assert record.stop_reason == replication.PRECISION_REACHED
+    assert merged[0].setup_s == pytest.approx(2.0) and merged[1].setup_s == pytest.approx(4.0)
+    assert merged[0].warmup_s == pytest.approx(0.2)
+
+
+def test_merge_refuses_processes_that_timed_different_arms():
+    renamed = [_record("other/eager", r.times_s, 1) if r.arm == ARMS[1] else r for r in _process(1)]
+    with pytest.raises(ValueError, match="different arms"):
+        merge_processes([_process(0), renamed, _process(2)], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError):
+        merge_processes([_process(0), _process(1)[:1]], [1.0, 2.0])  # an arm missing
+
+
+@pytest.fixture
+def workers(monkeypatch):
+    """Fake workers: each returns _process(index) and advances a fake clock by its duration
+    (`durations`, the last one repeated); `jobs` records what each was asked to do."""
+    state = SimpleNamespace(jobs=[], durations=[0.001], now=100.0)
+
+    def run_worker(folder, index, job):
+        state.jobs.append(job)
+        state.now += state.durations[min(index, len(state.durations) - 1)]
+        return _process(index)
+
+    monkeypatch.setattr(replication, "_run_worker", run_worker)
+    monkeypatch.setattr(replication, "time", SimpleNamespace(perf_counter=lambda: state.now))
+    return state
+
+
+def _run(plan: ReplicationPlan, precision_of, progress=lambda message: None):
+    return run_replicated("torch", "cpu", 2, PRESETS["mlp"], TimingPlan(("baseline", "dropout=0")), plan,
+                          precision_of, progress)
+
+
+def _processes_so_far(records) -> int:
+    return records[0].processes
+
+
+@pytest.mark.parametrize("min_processes, expected", [(3, 3), (5, 5), (2, 2)])
+def test_stops_once_precise_with_at_least_min_processes(workers, min_processes, expected):
+    seen, messages = [], []
+
+    def precision_of(records):
+        seen.append(_processes_so_far(records))
+        return 0.001  # precise from the second process on
+
+    found = _run(ReplicationPlan(precision=0.01, min_processes=min_processes), precision_of, messages.append)
+    assert found.stop_reason == replication.PRECISION_REACHED
+    assert found.reached == 0.001
+    assert seen == list(range(2, expected + 1))  # one process: no CI to ask about
+    assert len(messages) == expected
+    assert [r.processes for r in found.records] == [expected] * 2
+    assert found.records[0].stop_reason == replication.PRECISION_REACHED
+    assert [job["process"] for job in workers.jobs] == list(range(expected))
+    assert len({job["seed"] for job in workers.jobs}) == expected
+    assert len({job["session"] for job in workers.jobs}) == 1
+
+
+def test_stops_when_the_ci_narrows_to_the_precision(workers):
+    found = _run(ReplicationPlan(precision=0.021), lambda records: 0.1 / _processes_so_far(records))
+    assert found.stop_reason == replication.PRECISION_REACHED
+    assert found.records[0].processes == 5 and found.reached == pytest.approx(0.02)
+
+
+def test_stops_at_max_processes(workers):
+    found = _run(ReplicationPlan(precision=0.01, max_processes=4, budget_s=1e9), lambda records: 0.5)
+    assert found.stop_reason == replication.MAX_PROCESSES
+    assert found.records[0].processes == 4 and found.reached == 0.5
+
+
+@pytest.mark.parametrize("durations, budget_s, expected", [
+    ([10.0], 35.0, 3),  # after 3: 30 s spent, another 10 s would pass 35 s
+    ([10.0], 40.0, 4),  # another process that ends exactly on the budget still runs
+    ([30.0, 5.0], 50.0, 1),  # judged by the last process's time (the next one would take 5 s)
+    ([30.0, 5.0], 60.0, 7),  # 30 s, then 5 s each: after 7 (60 s) another would pass 60 s
+])
+def test_stops_when_another_process_would_not_fit_the_budget(workers, durations, budget_s, expected):
+    workers.durations = durations
+    found = _run(ReplicationPlan(precision=0.01, budget_s=budget_s), lambda records: 0.5)
+    assert found.stop_reason == replication.BUDGET_SPENT
+    assert found.records[0].processes == expected
+    ends = np.cumsum([durations[min(i, len(durations) - 1)] for i in range(expected)])
+    assert found.records[0].process_end_s == pytest.approx(tuple(ends))
+    assert found.elapsed_s == pytest.approx(ends[-1])
+
+
+@pytest.fixture
+def worker_exits(monkeypatch):
+    """subprocess.run in harness.replication replaced: the fake worker writes `output` to the
+    stdout/stderr file it was given, writes `records` to its OUT path, and exits with `code`."""
+    state = SimpleNamespace(code=0, output="", records=None, argv=None)
+
+    def run(argv, stdin, stdout, stderr):
+        assert stdout is stderr  # both go to the err file
+        state.argv = argv
+        stdout.write(state.output.encode())
+        if state.records is not None:
+            with open(argv[-1], "w", encoding="utf-8") as out:
+                json.dump([record.as_dict() for record in state.records], out)
+        return SimpleNamespace(returncode=state.code)
+
+    monkeypatch.setattr(replication, "subprocess", SimpleNamespace(run=run, DEVNULL=subprocess.DEVNULL))
+    return state
+
+
+@pytest.mark.parametrize("code, output, error, message", [
+    (3, "building torch\nskipped: torch is not installed\n", BackendUnavailable, "torch is not installed"),
+    (3, "", BackendUnavailable, "the worker gave no reason"),
+    (2, "error: spec.json: layers[2].rate: 1.5 is not in [0, 1)\n", HarnessInputError,
+     "spec.json: layers[2].rate: 1.5 is not in [0, 1)"),
+    (1, "Traceback (most recent call last):\nZeroDivisionError: division by zero\n", HarnessInputError,
+     "timing worker 2 failed (exit 1):\n  Traceback (most recent call last):\n  ZeroDivisionError: division by zero"),
+])
+def test_a_worker_exit_code_becomes_an_error(worker_exits, tmp_path, code, output, error, message):
+    worker_exits.code, worker_exits.output = code, output
+    with pytest.raises(HarnessInputError) as raised:
+        replication._run_worker(tmp_path, 1, {"process": 1})
+    assert type(raised.value) is error
+    assert str(raised.value) == message
+
+
+def test_a_worker_that_succeeds_returns_its_records(worker_exits, tmp_path):
+    worker_exits.records = _process(0)
+    job = {"backend": "torch", "process": 0}
+    assert replication._run_worker(tmp_path, 0, job) == _process(0)
+    argv = worker_exits.argv
+    assert argv[1:4] == ["-m", "harness.parent_death", str(os.getpid())]
+    assert argv[5:7] == ["-m", "harness.timing_worker"]
+    assert json.loads(Path(argv[-2]).read_text(encoding="utf-8")) == job
