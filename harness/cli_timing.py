@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from backends import backend_class
+from harness.timing import TimingPlan
 from harness.cli_checks import (
     bounded_float, bounded_int, check_memory, check_output_file, checked_variants, note_unchanged, write_json,
 )
@@ -107,16 +108,18 @@ def add_replication_args(parser, precision_help: str = "target 95%% CI half-widt
     group.add_argument("--min-processes", type=bounded_int(1, 1000), default=3, metavar="N",
                        help="worker processes before the precision may stop it (default: 3; a verdict needs 3)")
     group.add_argument("--max-processes", type=bounded_int(1, 1000), default=40, metavar="N", help="(default: 40)")
-    group.add_argument("--process-seconds", type=bounded_float(0.0, 3600.0, low_open=True), default=6.0, metavar="S",
-                       help="seconds of interleaved rounds in each process (default: 6)")
+    group.add_argument("--process-seconds", type=bounded_float(0.0, 3600.0, low_open=True),
+                       default=TimingPlan.process_s, metavar="S",
+                       help=f"seconds of interleaved rounds in each process (default: {TimingPlan.process_s:g})")
     group.add_argument("--rounds", type=bounded_int(1, 100_000), metavar="N",
                        help="a fixed number of rounds per process instead of --process-seconds")
-    group.add_argument("--instances", type=bounded_int(1, 64), default=4, metavar="N",
-                       help="fresh models of each arm per process; each round uses one at random (default: 4)")
+    group.add_argument("--instances", type=bounded_int(1, 64), default=TimingPlan.instances, metavar="N",
+                       help=f"fresh models of each arm per process; each round uses one at random (default: "
+                            f"{TimingPlan.instances}; a compiled arm compiles once per instance)")
     group.add_argument("--steps", type=bounded_int(1, 100_000),
                        help="steps per round (default: calibrated per arm to --round-seconds)")
-    group.add_argument("--round-seconds", type=bounded_float(0.0, 10.0, low_open=True), default=0.05, metavar="S",
-                       help="how long one arm runs per round, (0, 10] (default: 0.05)")
+    group.add_argument("--round-seconds", type=bounded_float(0.0, 10.0, low_open=True), default=TimingPlan.round_s,
+                       metavar="S", help=f"how long one arm runs per round, (0, 10] (default: {TimingPlan.round_s:g})")
     group.add_argument("--warmup", type=bounded_int(0, 10_000), default=5,
                        help="warm-up steps per instance after the first (compiling) step (default: 5)")
 

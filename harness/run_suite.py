@@ -113,8 +113,7 @@ def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
                               6.0 + 3.0 * len(suite.inspect_variants), skip))
         if suite.calibration:
             argv = _command("calibrate", "--backend", backend, "--model", PERCALL_MODEL, "--threads", threads,
-                            "--comparisons", str(suite.calibration), "--budget", f"{suite.calibration_budget_s:g}",
-                            "--process-seconds", "3", "--instances", "2")  # 3 processes fit in the budget
+                            "--comparisons", str(suite.calibration), "--budget", f"{suite.calibration_budget_s:g}")
             expected = (suite.calibration + 1) * suite.calibration_budget_s
             cases.append(Case(f"calibrate/{backend}/{PERCALL_MODEL}", argv, _timeout(expected),
                               f"calibrate {backend} {PERCALL_MODEL}", expected, unavailable.get(backend, ""),

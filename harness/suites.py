@@ -33,11 +33,11 @@ class Suite:
     budget_s: float = 60.0  # per timing case (one backend, model, device: all its variants and modes)
     process_s: float = 6.0  # seconds of rounds per worker process
     instances: int = 2  # fresh models per arm per process (a compiled arm compiles once per instance)
-    round_s: float = 0.05  # seconds per arm per round
+    round_s: float = 0.01  # seconds per arm per round
     percall_layers: tuple[str, ...] = ()  # layers whose per-call cost is measured (mlp, each mode)
     percall_budget_s: float = 120.0
     calibration: int = 0  # A/A + injected comparisons per backend (mlp, eager); 0: none
-    calibration_budget_s: float = 30.0  # per comparison
+    calibration_budget_s: float = 40.0  # per comparison (3 processes of `time`'s defaults fit)
     models: tuple[str, ...] = ("mlp", "cnn")  # the presets `run` covers unless --models says otherwise
 
     @property
@@ -51,7 +51,8 @@ _ALL_VARIANTS = variants_of(TIMING_QUESTIONS)
 _ALL_PARITY = (*sweep(), "l2=0,l2_style=weight_decay", "l2=0.0001,l2_style=weight_decay")
 
 _DEFAULT = Suite("default", TIMING_QUESTIONS, ("eager", "compiled"), _ALL_PARITY, _ALL_VARIANTS, budget_s=150.0,
-                 process_s=12.0, instances=1, round_s=0.03, percall_layers=("dropout=0",), percall_budget_s=75.0)
+                 process_s=12.0, instances=1, percall_layers=("dropout=0",), percall_budget_s=75.0,
+                 calibration_budget_s=40.0)
 SUITES = {
     "quick": Suite("quick", _QUICK_QUESTIONS, ("eager",), ("baseline", "dropout=0", "bn=before"),
                    variants_of(GRAPH_QUESTIONS, baseline=False), budget_s=40.0, process_s=2.0, instances=1,

@@ -55,15 +55,20 @@ class TimingPlan:
 
     variants: tuple[str, ...]
     modes: tuple[str, ...] = ("eager",)
-    process_s: float = 6.0  # seconds of rounds per process (after building and warming up)
+    # Defaults measured on a 2-core machine (torch mlp A/A, 60 s): the between-process (instance and
+    # layout) spread, about 1%, dominates the round noise, so many short processes with many
+    # instances each beat few long ones (Kalibera & Jones); short rounds give more pairs for the
+    # same time, and a round's noise barely depends on its length (0.05 s rounds: ±1.2-1.3%
+    # half-width in 60 s; 0.01 s rounds, 8 instances, 4 s per process: ±0.65%).
+    process_s: float = 4.0  # seconds of rounds per process (after building and warming up)
     rounds: int | None = None  # a fixed number of rounds per process instead of process_s
     steps: int | None = None  # per round; None: calibrated to round_s
     warmup: int = 5
     aa: bool = False
     inject: float = 0.0
     reference_loop: bool = False  # add Backend.reference_step, the hand-written loop: mlp, eager
-    round_s: float = 0.05  # steps per round are chosen so that one round of one arm lasts about this
-    instances: int = 4  # fresh models per arm; each round uses one at random
+    round_s: float = 0.01  # steps per round are chosen so that one round of one arm lasts about this
+    instances: int = 8  # fresh models per arm; each round uses one at random
     # Arms given as whole specs instead of variants: (label, spec as a dict), e.g. a model with k
     # copies of a layer (harness/percall.py). `variants` must then be empty.
     named_specs: tuple[tuple[str, dict], ...] = ()
