@@ -104,7 +104,8 @@ def add_replication_args(parser, precision_help: str = "target 95%% CI half-widt
                        metavar="F", help=precision_help)
     group.add_argument("--budget", type=bounded_float(0.0, 86_400.0, low_open=True), default=budget_default,
                        metavar="SECONDS", help=f"wall time for the whole comparison, process start and compilation "
-                                               f"included (default: {budget_default:g})")
+                                               f"included (default: {budget_default:g}); --min-processes run even if "
+                                               "they overrun it")
     group.add_argument("--min-processes", type=bounded_int(1, 1000), default=3, metavar="N",
                        help="worker processes before the precision may stop it (default: 3; a verdict needs 3)")
     group.add_argument("--max-processes", type=bounded_int(1, 1000), default=40, metavar="N", help="(default: 40)")

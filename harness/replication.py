@@ -11,7 +11,9 @@ each launched through harness/parent_death.py so none outlives this process.
 
 This process imports no framework: a worker imports exactly one. The budget counts everything
 (process start, imports, building, compiling); a new process starts only if the last one's wall
-time still fits in what is left.
+time still fits in what is left, except that min_processes always run: fewer give no verdict at
+all, so a comparison whose processes are too slow for its budget overruns it (its process_end_s
+shows by how much) rather than end with nothing to say.
 """
 
 from __future__ import annotations
@@ -88,9 +90,9 @@ def merge_processes(per_process: Sequence[Sequence[TimingRecord]], ends_s: Seque
 def run_replicated(backend: str, device: str, threads: int, spec: ModelSpec, plan: TimingPlan,
                    replication: ReplicationPlan, precision_of: Callable[[list[TimingRecord]], float],
                    progress: Callable[[str], None] = lambda message: None) -> Replicated:
-    """Run worker processes of `plan` until precision_of(merged records) <= replication.precision
-    (with at least min_processes), the budget would be exceeded by another process, or
-    max_processes ran. Raises BackendUnavailable (exit 3 of a worker) or HarnessInputError
+    """Run worker processes of `plan` until precision_of(merged records) <= replication.precision,
+    the budget would be exceeded by another process, or max_processes ran; never fewer than
+    min_processes (or max_processes, if smaller). Raises BackendUnavailable (exit 3 of a worker) or HarnessInputError
     (exit 2, or a worker that failed: its stderr's tail)."""
     session = os.urandom(6).hex()
     begin = time.perf_counter()
@@ -115,7 +117,7 @@ def run_replicated(backend: str, device: str, threads: int, spec: ModelSpec, pla
                 reason = PRECISION_REACHED
             elif len(per_process) >= replication.max_processes:
                 reason = MAX_PROCESSES
-            elif now - begin + (now - started) > replication.budget_s:
+            elif now - begin + (now - started) > replication.budget_s and len(per_process) >= replication.min_processes:
                 reason = BUDGET_SPENT
             else:
                 continue

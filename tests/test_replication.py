@@ -123,7 +123,8 @@ def test_stops_at_max_processes(workers):
 @pytest.mark.parametrize("durations, budget_s, expected", [
     ([10.0], 35.0, 3),  # after 3: 30 s spent, another 10 s would pass 35 s
     ([10.0], 40.0, 4),  # another process that ends exactly on the budget still runs
-    ([30.0, 5.0], 50.0, 1),  # judged by the last process's time (the next one would take 5 s)
+    ([30.0, 5.0], 50.0, 5),  # judged by the last process's time (the next one would take 5 s)
+    ([30.0], 50.0, 3),  # min_processes (3) run even past the budget: fewer would give no verdict
     ([30.0, 5.0], 60.0, 7),  # 30 s, then 5 s each: after 7 (60 s) another would pass 60 s
 ])
 def test_stops_when_another_process_would_not_fit_the_budget(workers, durations, budget_s, expected):
