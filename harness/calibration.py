@@ -29,6 +29,7 @@ KNOWN_COST_US = 100.0
 COVERAGE_TARGET = 0.90
 DETECTION_TARGET = 0.90
 KNOWN_COST_TOLERANCE = 0.20
+MIN_CHECKED = 10  # comparisons a setting needs before its rate is held against a target
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,17 @@ class ControlSummary:
         return self.detected / self.comparisons
 
     @property
+    def checked(self) -> bool:
+        """Enough comparisons for a rate to be held against its target (one timing session's
+        control is evidence, not a check)."""
+        return self.comparisons >= MIN_CHECKED
+
+    @property
     def passed(self) -> bool:
-        """A/A: coverage at least COVERAGE_TARGET; injected: detected at least DETECTION_TARGET."""
+        """A/A: coverage at least COVERAGE_TARGET; injected: detected at least DETECTION_TARGET.
+        True for a setting with too few comparisons to check (see `checked`)."""
+        if not self.checked:
+            return True
         return self.coverage >= COVERAGE_TARGET if self.is_aa else self.detection_rate >= DETECTION_TARGET
 
     def sentence(self) -> str:

@@ -23,6 +23,7 @@ from harness.calibration import (
     COVERAGE_TARGET,
     DETECTION_TARGET,
     KNOWN_COST_TOLERANCE,
+    MIN_CHECKED,
     ControlSummary,
     known_cost_error,
     known_cost_passed,
@@ -63,8 +64,10 @@ def _rate(count: int, n: int) -> str:
     return f"{count} of {n} ({count / n:.0%})"
 
 
-def _check(passed: bool, target: float) -> str:
-    return f"{'pass' if passed else 'FAIL'} (≥ {target:.0%})"
+def _check(summary: ControlSummary, target: float) -> str:
+    if not summary.checked:
+        return f"not checked (< {MIN_CHECKED})"
+    return f"{'pass' if summary.passed else 'FAIL'} (≥ {target:.0%})"
 
 
 def _tone(passed: bool) -> str:
@@ -80,10 +83,10 @@ def _control_table(summaries: Sequence[ControlSummary]) -> Table:
         ("backend", "model", "mode", "control", "comparisons", "CI contains the known ratio", "coverage check",
          "median CI half-width", "90th pct CI half-width", "called slower", "detection check"),
         tuple((s.backend, s.model, s.mode, _kind(s), str(s.comparisons), _rate(s.covered, s.comparisons),
-               _check(s.passed, COVERAGE_TARGET) if s.is_aa else "—",
+               _check(s, COVERAGE_TARGET) if s.is_aa else "—",
                f"±{s.median_half_width:.2%}", f"±{s.p90_half_width:.2%}",
                "—" if s.is_aa else _rate(s.detected, s.comparisons),
-               "—" if s.is_aa else _check(s.passed, DETECTION_TARGET)) for s in summaries),
+               "—" if s.is_aa else _check(s, DETECTION_TARGET)) for s in summaries),
         tuple(_tone(s.passed) for s in summaries),
     )
 
@@ -92,9 +95,10 @@ def _backend_line(summaries: Sequence[ControlSummary]) -> VerdictLine:
     """One backend's controls in words, pooled over its settings: A/A coverage, then each injected size."""
     parts = []
     for kind in dict.fromkeys(_kind(s) for s in sorted(summaries, key=lambda s: s.expected_ratio)):
-        same = [s for s in summaries if _kind(s) == kind]
+        same = [s for s in summaries if _kind(s) == kind and s.checked] or [s for s in summaries if _kind(s) == kind]
         n, covered, detected = (sum(getattr(s, name) for s in same) for name in ("comparisons", "covered", "detected"))
-        verdict = "pass" if all(s.passed for s in same) else "FAIL"
+        verdict = ("pass" if all(s.passed for s in same) else "FAIL") if same[0].checked else \
+            f"not checked (fewer than {MIN_CHECKED} comparisons)"
         if same[0].is_aa:
             parts.append(f"the 95% CIs of {n} A/A controls contained the true ratio 1 in {_rate(covered, n)}: "
                          f"{verdict} (at least {COVERAGE_TARGET:.0%} required in each setting)")
@@ -102,7 +106,8 @@ def _backend_line(summaries: Sequence[ControlSummary]) -> VerdictLine:
             parts.append(f"an {kind} slowdown was called slower in {_rate(detected, n)}: {verdict} (at least "
                          f"{DETECTION_TARGET:.0%} required in each setting), and its CI contained the injected ratio "
                          f"in {_rate(covered, n)}")
-    fewest = min(s.comparisons for s in summaries)
+    fewest = min(s.comparisons for s in summaries if s.checked) if any(s.checked for s in summaries) else \
+        min(s.comparisons for s in summaries)
     few = (f" Only {fewest} control{'' if fewest == 1 else 's'} in the smallest setting: too few to tell "
            f"{COVERAGE_TARGET:.0%} from much less.") if fewest < FEW else ""
     return VerdictLine(summaries[0].backend, "; ".join(parts) + "." + few, _tone(all(s.passed for s in summaries)))
