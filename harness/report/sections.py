@@ -29,7 +29,6 @@ _PANEL_TITLES = {
                 "from 0 is the session's noise floor.",
     INJECTED_CONTROL: "Injected control: a copy of the session's first arm that spins a known fraction of its step "
                       "(the black tick). It should be called slower.",
-    "": "Other comparisons: each arm against the session's first arm.",
 }
 
 
@@ -119,13 +118,13 @@ def _run_plots(run: RunFolder, ratios: Sequence[FrameworkRatio], out: Path) -> l
 
 
 def _question_panels(run: RunFolder) -> list[plots.QuestionPanel]:
-    """One panel per question (in the report's order); a row per comparison, labelled by where it ran
-    (and, for comparisons that answer no named question, by its arms)."""
+    """One panel per question and control (in the report's order); a row per comparison, labelled by
+    where it ran. Comparisons that answer no named question (each arm against a session's first)
+    are left to the comparisons table: a hundred rows made the figure unreadable."""
     by_question = plots.group_by(_sorted_comparisons(run.of(ComparisonRecord)), lambda c: c.question)
-    return [plots.QuestionPanel(
-        QUESTION_BY_KEY[key].text if key in QUESTION_BY_KEY else _PANEL_TITLES.get(key, key),
-        tuple((where(c, run) + (f": {c.b} vs {c.a}" if not key else ""), c) for c in rows))
-        for key, rows in by_question.items()]
+    return [plots.QuestionPanel(QUESTION_BY_KEY[key].text if key in QUESTION_BY_KEY else _PANEL_TITLES.get(key, key),
+                                tuple((where(c, run), c) for c in rows))
+            for key, rows in by_question.items() if key]
 
 
 def _sorted_comparisons(comparisons: Sequence[ComparisonRecord]) -> list[ComparisonRecord]:
