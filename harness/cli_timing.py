@@ -8,10 +8,16 @@ from __future__ import annotations
 import sys
 
 from backends import backend_class
-from harness.timing import TimingPlan
 from harness.cli_checks import (
-    bounded_float, bounded_int, check_memory, check_output_file, checked_variants, note_unchanged, write_json,
+    bounded_float,
+    bounded_int,
+    check_memory,
+    check_output_file,
+    checked_variants,
+    note_unchanged,
+    write_json,
 )
+from harness.timing import TimingPlan, compare_against_first
 
 
 def _say(message: str) -> None:
@@ -42,18 +48,20 @@ def _replication(args, per_call_s: float | None = None):
 
 
 def _timing_plan(args, variants, modes, aa=False, inject=0.0, reference_loop=False):
-    from harness.timing import TimingPlan
-
     return TimingPlan(tuple(variants), tuple(modes), args.process_seconds, args.rounds, args.steps, args.warmup,
                       aa, inject, reference_loop, args.round_seconds, args.instances)
+
+
+def widest_half_width(records) -> float:
+    """The precision a session of arms has reached: the widest CI half-width of its comparisons
+    (each arm against the first, each control against its base); 0 for a single arm."""
+    return max(c.half_width for c in compare_against_first(records)) if len(records) > 1 else 0.0
 
 
 def cmd_time(args) -> int:
     from harness.questions import AA_CONTROL
     from harness.replication import run_replicated
     from harness.spec import resolve_spec
-    from harness.timing import compare_against_first
-
     spec = resolve_spec(args.model, args.spec)
     variants = checked_variants(args.variant)
     modes = tuple(dict.fromkeys(args.mode or ["eager"]))
@@ -67,10 +75,7 @@ def cmd_time(args) -> int:
     controls = (args.aa + (args.inject_slowdown > 0)) * len(modes) + args.reference_loop
     check_memory(args, spec, variants, models=(len(variants) * len(modes) + controls) * args.instances)
 
-    def precision_of(records):
-        return max(c.half_width for c in compare_against_first(records)) if len(records) > 1 else 0.0
-
-    found = run_replicated(args.backend, args.device, args.threads, spec, plan, _replication(args), precision_of,
+    found = run_replicated(args.backend, args.device, args.threads, spec, plan, _replication(args), widest_half_width,
                            progress=lambda m: _say(f"time: {m}"))
     _say(f"stopped: {found.summary()}")
     records = found.records
@@ -140,7 +145,7 @@ def copies_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def _check_timing_target(args, spec) -> None:
+def _check_timing_target(args) -> None:
     backend_class(args.backend).check_mode(args.mode)
     backend_class(args.backend).check_device(args.device)
     check_output_file(args.json, "--json")
@@ -152,7 +157,7 @@ def cmd_percall(args) -> int:
     from harness.spec import resolve_spec
 
     spec = resolve_spec(args.model, args.spec)
-    _check_timing_target(args, spec)
+    _check_timing_target(args)
     layer = parse_layer_arg(args.layer)
     check_fits(with_copies(spec, layer, max(args.copies)), f"{args.spec or '--model ' + spec.name} with "
                f"{max(args.copies)} x {args.layer}", models=len(args.copies) * args.instances)
@@ -173,25 +178,25 @@ def cmd_percall(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from harness.calibration import known_cost_passed, known_cost_sentence, summarize_controls
+    from harness.calibration import (
+        known_cost_passed,
+        known_cost_sentence,
+        summarize_controls,
+    )
     from harness.percall import measure_per_call
     from harness.records import PerCallRecord
     from harness.replication import run_replicated
     from harness.spec import resolve_spec
-    from harness.timing import compare_against_first
     from harness.variants import BASELINE
 
     spec = resolve_spec(args.model, args.spec)
-    _check_timing_target(args, spec)
+    _check_timing_target(args)
     check_memory(args, spec, [BASELINE], models=3 * args.instances)
     plan = _timing_plan(args, (BASELINE,), (args.mode,), aa=True, inject=args.inject_slowdown)
 
-    def precision_of(records):
-        return max(c.half_width for c in compare_against_first(records))
-
     records, comparisons = [], []
     for index in range(args.comparisons):
-        found = run_replicated(args.backend, args.device, args.threads, spec, plan, _replication(args), precision_of,
+        found = run_replicated(args.backend, args.device, args.threads, spec, plan, _replication(args), widest_half_width,
                                progress=lambda m, i=index: _say(f"calibrate {i + 1}/{args.comparisons}: {m}"))
         session = compare_against_first(found.records)
         records += found.records
