@@ -72,15 +72,20 @@ class ControlSummary:
             return True
         return self.coverage >= COVERAGE_TARGET if self.is_aa else self.detection_rate >= DETECTION_TARGET
 
+    def _outcome(self) -> str:
+        if not self.checked:
+            return f"not checked, fewer than {MIN_CHECKED} comparisons"
+        return "pass" if self.passed else "FAIL"
+
     def sentence(self) -> str:
         where = f"{self.backend} {self.model} {self.mode}"
         widths = (f"CI half-width median ±{self.median_half_width:.2%}, 90th percentile ±{self.p90_half_width:.2%}")
         if self.is_aa:
             return (f"{where}: {self.covered} of {self.comparisons} A/A CIs contain 1 (coverage {self.coverage:.0%}, "
-                    f"target ≥ {COVERAGE_TARGET:.0%}: {'pass' if self.passed else 'FAIL'}); {widths}.")
+                    f"target ≥ {COVERAGE_TARGET:.0%}: {self._outcome()}); {widths}.")
         return (f"{where}: a {self.expected_ratio - 1:.1%} injected slowdown was detected in {self.detected} of "
                 f"{self.comparisons} comparisons ({self.detection_rate:.0%}, target ≥ {DETECTION_TARGET:.0%}: "
-                f"{'pass' if self.passed else 'FAIL'}); its CI contained the true ratio in {self.covered}; {widths}.")
+                f"{self._outcome()}); its CI contained the true ratio in {self.covered}; {widths}.")
 
 
 def summarize_controls(comparisons: Iterable[ComparisonRecord]) -> list[ControlSummary]:

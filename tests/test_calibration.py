@@ -143,9 +143,10 @@ def test_calibrate_command_writes_its_controls(tmp_path):
     timings = [r for r in records if isinstance(r, TimingRecord)]
     comparisons = [r for r in records if isinstance(r, ComparisonRecord)]
     known = [r for r in records if isinstance(r, PerCallRecord)]
-    assert len(records) == 6, records
-    assert [t.role for t in timings] == ["arm", "aa", "injected"]
-    assert all(t.processes == 3 and t.rounds == 30 for t in timings)
+    assert len(records) == 10, records  # the session's 3 arms, 2 comparisons, the known-cost fit's 4 arms and record
+    assert [t.role for t in timings[:3]] == ["arm", "aa", "injected"]
+    assert [t.arm for t in timings[3:]] == [f"{k} x busywait=200/eager" for k in (0, 32, 64, 128)]
+    assert all(t.processes == 3 and t.rounds == 30 for t in timings[:3])
     assert [(c.question, c.expected_ratio) for c in comparisons] == [("aa_control", 1.0), ("injected_control", 1.02)]
     assert all(c.processes == 3 and c.n_pairs == 30 for c in comparisons)
     assert len(known) == 1
@@ -159,7 +160,8 @@ def test_calibrate_command_writes_its_controls(tmp_path):
         assert line in done.stdout, done.stdout
     targets = [line for line in done.stdout.splitlines() if "target" in line]
     assert targets == verdicts, done.stdout
-    passed = all(s.passed for s in summaries) and known_cost_passed(record)
-    assert passed == all(": pass)" in line for line in targets)
-    assert any(": FAIL)" in line for line in targets) == (not passed)
+    # One session is too few to hold coverage or detection against a target: those lines say so.
+    assert all(not s.checked and "not checked" in s.sentence() for s in summaries)
+    passed = known_cost_passed(record)
+    assert (": pass)" in targets[-1]) == passed and (": FAIL)" in targets[-1]) == (not passed)
     assert done.returncode == (0 if passed else 1), done.stdout
