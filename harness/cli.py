@@ -14,17 +14,13 @@ from pathlib import Path
 from backends import REFERENCE, backend_names, create_backend, parity_partners, registry
 from harness.cli_checks import (
     AVAILABLE_CORES, allocation_failure, bounded_float, bounded_int, check_memory, check_output_file,
-    check_output_folder, check_threads, checked_variants, note_unchanged, write_json,
+    check_output_folder, check_threads, checked_variants, note_unchanged, say, write_json,
 )
+from harness.cli_timing import add_replication_args, cmd_calibrate, cmd_percall, cmd_time, copies_list
 from harness.errors import BackendUnavailable, HarnessInputError, report_expected_error
 from harness.spec import PRESETS
-from harness.cli_timing import add_replication_args, cmd_calibrate, cmd_percall, cmd_time, copies_list
 
 DEFAULT_THREADS = AVAILABLE_CORES
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _specs(args):
@@ -52,14 +48,14 @@ def cmd_parity(args) -> int:
         except BackendUnavailable as exc:
             if args.against:
                 raise
-            _say(f"skipped: {name}: {exc}")
+            say(f"skipped: {name}: {exc}")
     if not partners:
         raise BackendUnavailable(f"parity: no backend to compare with {REFERENCE} is available here")
     records = []
     for other in partners:
         for spec in specs:
             for text in variants:
-                _say(f"parity {REFERENCE}-{other.name} {spec.name} [{text}] ...")
+                say(f"parity {REFERENCE}-{other.name} {spec.name} [{text}] ...")
                 records += check_variant(reference, other, spec, text)
     print(f"{'backends':22} {'model':12} {'variant':34} {'check':34} {'max_abs':>9} {'max_rel':>9} {'tol':>9}  verdict")
     for r in records:
@@ -89,7 +85,7 @@ def cmd_inspect(args) -> int:
     records = []
     for text in variants:
         variant, vspec = variant_spec(spec, text)
-        _say(f"inspect {args.backend} {spec.name} [{variant.label}] ...")
+        say(f"inspect {args.backend} {spec.name} [{variant.label}] ...")
         x, y = synthetic_batch(vspec)
         for count in backend.build(vspec).graph_counts(x, y):
             records.append(InspectRecord(args.backend, spec.name, variant.label, count.graph, count.node_count,

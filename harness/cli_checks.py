@@ -146,3 +146,8 @@ def check_memory(args, spec, variants, models: float) -> None:
     source = args.spec or f"--model {spec.name}"
     for text in variants:
         check_fits(variant_spec(spec, text)[1], f"{source} [{text}]", models=models)
+
+
+def say(message: str) -> None:
+    """A progress or note line for the user, on stderr (stdout carries the results)."""
+    print(message, file=sys.stderr, flush=True)

@@ -5,23 +5,11 @@ imports no framework.
 
 from __future__ import annotations
 
-import sys
-
 from backends import backend_class
 from harness.cli_checks import (
-    bounded_float,
-    bounded_int,
-    check_memory,
-    check_output_file,
-    checked_variants,
-    note_unchanged,
-    write_json,
+    bounded_float, bounded_int, check_memory, check_output_file, checked_variants, note_unchanged, say, write_json,
 )
 from harness.timing import TimingPlan, compare_against_first
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _note_idioms(backend, spec, variants) -> None:
@@ -32,7 +20,7 @@ def _note_idioms(backend, spec, variants) -> None:
     for text in variants:
         if not backend.builds_as_written(variant_spec(spec, text)[1]):
             idioms = ", ".join(f"{idiom} {'/'.join(values)}" for idiom, values in backend.IDIOMS.items())
-            _say(f"note: {backend.name} builds {text!r} with its own idiom ({idioms} only): this arm times that")
+            say(f"note: {backend.name} builds {text!r} with its own idiom ({idioms} only): this arm times that")
 
 
 NOISY_FLOOR = 0.05  # an A/A floor above this makes a session's small verdicts untrustworthy
@@ -76,8 +64,8 @@ def cmd_time(args) -> int:
     check_memory(args, spec, variants, models=(len(variants) * len(modes) + controls) * args.instances)
 
     found = run_replicated(args.backend, args.device, args.threads, spec, plan, _replication(args), widest_half_width,
-                           progress=lambda m: _say(f"time: {m}"))
-    _say(f"stopped: {found.summary()}")
+                           progress=lambda m: say(f"time: {m}"))
+    say(f"stopped: {found.summary()}")
     records = found.records
     comparisons = compare_against_first(records) if len(records) > 1 else []
     print(f"{args.backend} {spec.name} on {args.device}, {args.threads} threads; settings: {records[0].settings}")
@@ -164,8 +152,8 @@ def cmd_percall(args) -> int:
     replication = _replication(args, per_call_s=args.precision * 1e-6)
     record, found = measure_per_call(args.backend, args.device, args.threads, spec, args.layer, args.mode,
                                      _timing_plan(args, (), (args.mode,)), replication, args.copies,
-                                     progress=lambda m: _say(f"percall: {m}"))
-    _say(f"stopped: {found.summary()}")
+                                     progress=lambda m: say(f"percall: {m}"))
+    say(f"stopped: {found.summary()}")
     print(f"{'arm':36} {'median ms':>10} {'IQR ms':>8} {'processes x rounds':>18}")
     for r in found.records:
         print(f"{r.arm:36} {r.median_s * 1e3:10.3f} {r.iqr_s * 1e3:8.3f} {f'{r.processes} x {r.rounds // r.processes}':>18}")
@@ -197,7 +185,7 @@ def cmd_calibrate(args) -> int:
     records, comparisons = [], []
     for index in range(args.comparisons):
         found = run_replicated(args.backend, args.device, args.threads, spec, plan, _replication(args), widest_half_width,
-                               progress=lambda m, i=index: _say(f"calibrate {i + 1}/{args.comparisons}: {m}"))
+                               progress=lambda m, i=index: say(f"calibrate {i + 1}/{args.comparisons}: {m}"))
         session = compare_against_first(found.records)
         records += found.records
         comparisons += session
@@ -212,7 +200,7 @@ def cmd_calibrate(args) -> int:
         record, found = measure_per_call(args.backend, args.device, args.threads, spec, f"busywait={args.known_cost_us:g}",
                                          "eager", _timing_plan(args, (), ("eager",)),
                                          _replication(args, per_call_s=args.known_cost_us * 1e-6 * 0.05),
-                                         progress=lambda m: _say(f"calibrate known cost: {m}"))
+                                         progress=lambda m: say(f"calibrate known cost: {m}"))
         known += [*found.records, record]
         print(known_cost_sentence(record))
     write_json(args.json, [*records, *comparisons, *known])

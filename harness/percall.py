@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from harness import stats
 from harness.errors import HarnessInputError
 from harness.layers import LAYER_TYPES, BusyWait, Layer, parse_layer
 from harness.records import PerCallRecord, TimingRecord
-from harness.replication import ReplicationPlan, Replicated, run_replicated
+from harness.replication import Replicated, ReplicationPlan, run_replicated
 from harness.spec import ModelSpec, check_spec
 from harness.timing import TimingPlan
 
@@ -95,8 +96,7 @@ def measure_per_call(backend: str, device: str, threads: int, spec: ModelSpec, l
     if len(copies) < 2:
         raise HarnessInputError(f"--copies {','.join(map(str, copies))}: needs at least two different counts")
     named = tuple((arm_label(k, layer_text), with_copies(spec, layer, k).to_dict()) for k in copies)
-    plan = TimingPlan((), (mode,), plan.process_s, plan.rounds, plan.steps, plan.warmup, round_s=plan.round_s,
-                      instances=plan.instances, named_specs=named)
+    plan = replace(plan, variants=(), modes=(mode,), aa=False, inject=0.0, reference_loop=False, named_specs=named)
 
     def precision_of(records: list[TimingRecord]) -> float:
         found = per_call_estimate(records, copies)
