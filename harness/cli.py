@@ -217,12 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
                                 "slope is the cost of one call, in µs with a 95% CI, and as a share of the step.",
                     **_epilog("percall --backend torch --model mlp --layer dropout=0",
                               "percall --backend tensorflow --layer dropout=0 --mode compiled --json pc.json",
-                              "percall --backend torch --layer busywait=20  (a layer of known cost)", variants=False))
+                              "percall --backend torch --layer busywait=20 --net-of busywait=0  (a layer of known cost)",
+                              variants=False))
     _add_model_args(p)
     p.add_argument("--backend", required=True, choices=backends, help="the framework to time (required)")
     p.add_argument("--layer", required=True, metavar="L",
                    help="TYPE=VALUE: dropout=RATE, activation=NAME, batchnorm=MOMENTUM, busywait=MICROSECONDS; or a "
                         "JSON layer object (README: Model spec)")
+    p.add_argument("--net-of", metavar="L", default="",
+                   help="another layer (same forms as --layer) timed in the same rounds; its per-call cost is "
+                        "subtracted, e.g. --layer busywait=100 --net-of busywait=0: the spin without the cost of "
+                        "calling a layer (default: none)")
     p.add_argument("--copies", type=copies_list, default=DEFAULT_COPIES, metavar="K,K,...",
                    help=f"numbers of copies to time, at least two (default: {','.join(map(str, DEFAULT_COPIES))})")
     p.add_argument("--mode", choices=modes, default="eager", help="(default: eager)")
@@ -236,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
                     description="Run N A/A comparisons and N against an injected slowdown (both in each session), "
                                 "and report coverage (A/A CIs containing 1; target ≥ 90%), the CI half-widths and the "
                                 "detection rate of the slowdown (target ≥ 90%); then recover a layer of known per-call "
-                                "cost with `percall` (target within ±20%). Exit 1 if a target is missed.",
+                                "cost with `percall`, net of the same layer spinning 0 µs (target within ±20%). "
+                                "Exit 1 if a target is missed.",
                     **_epilog("calibrate --backend torch --model mlp", "calibrate --backend tensorflow --comparisons 30 "
                               "--budget 90 --json calibration.json", variants=False))
     _add_model_args(p)

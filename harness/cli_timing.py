@@ -9,6 +9,8 @@ from backends import backend_class
 from harness.cli_checks import (
     bounded_float, bounded_int, check_memory, check_output_file, checked_variants, note_unchanged, say, write_json,
 )
+from harness.replication import DEFAULT_MIN_PROCESSES
+from harness.stats import MIN_PROCESSES
 from harness.timing import TimingPlan, compare_against_first
 
 
@@ -99,8 +101,9 @@ def add_replication_args(parser, precision_help: str = "target 95%% CI half-widt
                        metavar="SECONDS", help=f"wall time for the whole comparison, process start and compilation "
                                                f"included (default: {budget_default:g}); --min-processes run even if "
                                                "they overrun it")
-    group.add_argument("--min-processes", type=bounded_int(1, 1000), default=3, metavar="N",
-                       help="worker processes before the precision may stop it (default: 3; a verdict needs 3)")
+    group.add_argument("--min-processes", type=bounded_int(1, 1000), default=DEFAULT_MIN_PROCESSES, metavar="N",
+                       help=f"worker processes before the precision or the budget may stop it (default: "
+                            f"{DEFAULT_MIN_PROCESSES}; a verdict needs {MIN_PROCESSES})")
     group.add_argument("--max-processes", type=bounded_int(1, 1000), default=40, metavar="N", help="(default: 40)")
     group.add_argument("--process-seconds", type=bounded_float(0.0, 3600.0, low_open=True),
                        default=TimingPlan.process_s, metavar="S",
@@ -147,12 +150,14 @@ def cmd_percall(args) -> int:
     spec = resolve_spec(args.model, args.spec)
     _check_timing_target(args)
     layer = parse_layer_arg(args.layer)
+    if args.net_of:
+        parse_layer_arg(args.net_of, "--net-of")
     check_fits(with_copies(spec, layer, max(args.copies)), f"{args.spec or '--model ' + spec.name} with "
                f"{max(args.copies)} x {args.layer}", models=len(args.copies) * args.instances)
     replication = _replication(args, per_call_s=args.precision * 1e-6)
     record, found = measure_per_call(args.backend, args.device, args.threads, spec, args.layer, args.mode,
                                      _timing_plan(args, (), (args.mode,)), replication, args.copies,
-                                     progress=lambda m: say(f"percall: {m}"))
+                                     progress=lambda m: say(f"percall: {m}"), net_of=args.net_of)
     say(f"stopped: {found.summary()}")
     print(f"{'arm':36} {'median ms':>10} {'IQR ms':>8} {'processes x rounds':>18}")
     for r in found.records:
@@ -166,11 +171,10 @@ def cmd_percall(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from harness.calibration import (
-        known_cost_passed,
-        known_cost_sentence,
-        summarize_controls,
-    )
+    from dataclasses import replace
+
+    from harness.calibration import (KNOWN_COST_BUDGET_FACTOR, KNOWN_COST_INSTANCES, KNOWN_COST_NET_OF,
+                                     known_cost_passed, known_cost_sentence, summarize_controls)
     from harness.percall import measure_per_call
     from harness.records import PerCallRecord
     from harness.replication import run_replicated
@@ -197,10 +201,13 @@ def cmd_calibrate(args) -> int:
         print(summary.sentence())
     known = []
     if args.known_cost_us > 0:
+        replication = replace(_replication(args, per_call_s=args.known_cost_us * 1e-6 * 0.05),
+                              budget_s=args.budget * KNOWN_COST_BUDGET_FACTOR)
         record, found = measure_per_call(args.backend, args.device, args.threads, spec, f"busywait={args.known_cost_us:g}",
-                                         "eager", _timing_plan(args, (), ("eager",)),
-                                         _replication(args, per_call_s=args.known_cost_us * 1e-6 * 0.05),
-                                         progress=lambda m: say(f"calibrate known cost: {m}"))
+                                         "eager", replace(_timing_plan(args, (), ("eager",)),
+                                                          instances=KNOWN_COST_INSTANCES),
+                                         replication, progress=lambda m: say(f"calibrate known cost: {m}"),
+                                         net_of=KNOWN_COST_NET_OF)
         known += [*found.records, record]
         print(known_cost_sentence(record))
     write_json(args.json, [*records, *comparisons, *known])

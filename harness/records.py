@@ -164,7 +164,8 @@ class PerCallRecord(Record):
     steps with `copies` of the layer inserted were timed interleaved, and the slope of step time
     against copies is `per_call_s` with its 95% CI. `step_s` is the step without copies;
     `fraction_of_step` = per_call_s / step_s. `expected_per_call_s` is the true cost where it is
-    known (a busy-wait layer: the method's validation)."""
+    known (a busy-wait layer: the method's validation). With `net_of`, per_call_s is the layer's
+    cost minus that layer's, both timed in the same rounds."""
 
     kind: ClassVar[str] = "per_call"
     backend: str
@@ -184,6 +185,7 @@ class PerCallRecord(Record):
     process_per_call_s: tuple[float, ...] = field(default_factory=tuple)
     expected_per_call_s: float | None = None
     elapsed_s: float = 0.0
+    net_of: str = ""  # a layer timed in the same rounds whose per-call cost was subtracted ("" none)
 
     @property
     def half_width_s(self) -> float:

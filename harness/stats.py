@@ -178,17 +178,29 @@ def paired_ratio(a_times, b_times, process_of_round=None) -> PairedRatio:
                        len(found.process_values), tuple(math.exp(v) for v in found.process_values))
 
 
-def dose_response(times_by_dose: dict[float, Sequence[float]], process_of_round=None) -> Estimate:
-    """The cost of one unit of dose (e.g. one more copy of a layer): the least-squares slope of
-    time against dose in each round (arms of one round are paired, so drift cancels), then
-    across_processes over those per-round slopes. Needs at least two distinct doses."""
+def _round_slopes(times_by_dose: dict[float, Sequence[float]]) -> np.ndarray:
+    """Per round, the least-squares slope of time against dose (the arms of one round are paired,
+    so drift cancels). Needs at least two distinct doses."""
     doses = np.array(sorted(times_by_dose), dtype=float)
     if doses.size < 2:
         raise ValueError("a dose-response fit needs at least two doses")
     times = np.array([np.asarray(times_by_dose[d], dtype=float) for d in sorted(times_by_dose)])  # dose x round
     centred = doses - doses.mean()
-    slopes = centred @ (times - times.mean(axis=0)) / (centred @ centred)
-    return across_processes(slopes, process_of_round)
+    return centred @ (times - times.mean(axis=0)) / (centred @ centred)
+
+
+def dose_response(times_by_dose: dict[float, Sequence[float]], process_of_round=None) -> Estimate:
+    """The cost of one unit of dose (e.g. one more copy of a layer): the per-round slopes of
+    time against dose, combined by across_processes."""
+    return across_processes(_round_slopes(times_by_dose), process_of_round)
+
+
+def dose_response_difference(times_by_dose: dict[float, Sequence[float]],
+                             reference_by_dose: dict[float, Sequence[float]], process_of_round=None) -> Estimate:
+    """How much more one unit of dose costs than one unit of a reference dose timed in the same
+    rounds (e.g. a busy-wait layer against the same layer spinning 0 µs: what is left is the spin,
+    free of the framework's own per-call overhead): per-round slope differences, across processes."""
+    return across_processes(_round_slopes(times_by_dose) - _round_slopes(reference_by_dose), process_of_round)
 
 
 def unpaired_ratio(a_times, b_times) -> PairedRatio:

@@ -210,6 +210,10 @@ def out_of_range(option: str, value: str):
                  ["argument --copies: 'a,b'", "whole numbers"], id="percall-copies-not-numbers"),
     pytest.param(None, [*PERCALL, "--layer", "busywait=20", "--mode", "compiled"],
                  ["--layer busywait=20", "--mode eager (not compiled)"], id="percall-busywait-compiled"),
+    pytest.param(None, [*PERCALL, "--layer", "dropout=0", "--net-of", "dense=3"], ["--net-of: 'dense=3'"],
+                 id="percall-net-of-dense"),
+    pytest.param(None, [*PERCALL, "--layer", "dropout=0", "--net-of", "busywait=0", "--mode", "compiled"],
+                 ["--net-of busywait=0", "--mode eager (not compiled)"], id="percall-net-of-busywait-compiled"),
     # calibrate: at least one session, a slowdown to detect.
     pytest.param(None, [*CALIBRATE, "--comparisons", "0"], ["argument --comparisons: 0 is not in [1, "],
                  id="calibrate-comparisons-0"),

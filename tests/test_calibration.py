@@ -143,15 +143,19 @@ def test_calibrate_command_writes_its_controls(tmp_path):
     timings = [r for r in records if isinstance(r, TimingRecord)]
     comparisons = [r for r in records if isinstance(r, ComparisonRecord)]
     known = [r for r in records if isinstance(r, PerCallRecord)]
-    assert len(records) == 10, records  # the session's 3 arms, 2 comparisons, the known-cost fit's 4 arms and record
+    # The session's 3 arms and 2 comparisons; the known-cost fit's 4 arms of busywait=200, 3 of
+    # busywait=0 (its 0 copies are the same arm) and its record.
+    assert len(records) == 13, records
     assert [t.role for t in timings[:3]] == ["arm", "aa", "injected"]
-    assert [t.arm for t in timings[3:]] == [f"{k} x busywait=200/eager" for k in (0, 32, 64, 128)]
+    assert [t.arm for t in timings[3:]] == [*(f"{k} x busywait=200/eager" for k in (0, 32, 64, 128)),
+                                            *(f"{k} x busywait=0/eager" for k in (32, 64, 128))]
     assert all(t.processes == 3 and t.rounds == 30 for t in timings[:3])
     assert [(c.question, c.expected_ratio) for c in comparisons] == [("aa_control", 1.0), ("injected_control", 1.02)]
     assert all(c.processes == 3 and c.n_pairs == 30 for c in comparisons)
     assert len(known) == 1
     record = known[0]
     assert record.expected_per_call_s == pytest.approx(2e-4) and record.layer == "busywait=200"
+    assert record.net_of == "busywait=0" and "net of busywait=0" in known_cost_sentence(record)
     assert record.copies == (0, 32, 64, 128) and record.processes == 3 and record.mode == "eager"
     # The printed summary is the summary of the written records, and the exit code follows it.
     summaries = summarize_controls(comparisons)

@@ -102,6 +102,25 @@ def test_per_call_estimate_recovers_a_known_slope():
     assert reversed_found.value == pytest.approx(found.value)
 
 
+def test_per_call_estimate_net_of_a_reference_layer_subtracts_its_slope():
+    rng = np.random.default_rng(9)
+    copies, overhead, spin, rounds = (0, 32, 64, 128), 280e-6, 100e-6, 20
+    processes = [p for p in range(4) for _ in range(rounds)]
+    base = 40e-3 * (1 + np.repeat(rng.normal(0, 0.02, 4), rounds)) + rng.normal(0, 2e-4, 4 * rounds)
+    layer = [_timing(f"{k} x busywait=100", base + k * (overhead + spin) + rng.normal(0, 2e-5, 4 * rounds), processes)
+             for k in copies]
+    reference = [_timing(f"{k} x busywait=0", base + k * overhead + rng.normal(0, 2e-5, 4 * rounds), processes)
+                 for k in copies[1:]]
+
+    net = per_call_estimate(layer + reference, copies, reference=True)
+    gross = per_call_estimate(layer + reference, copies)
+
+    assert net.ci_low <= spin <= net.ci_high and net.ci_high - net.ci_low < 0.2 * spin, net
+    assert gross.ci_low <= overhead + spin <= gross.ci_high, gross  # only the layer's own arms
+    with pytest.raises(ValueError):
+        per_call_estimate(layer + reference[:1], copies, reference=True)  # a reference arm missing
+
+
 def _per_call(per_call_s: float, ci_low_s: float, ci_high_s: float) -> PerCallRecord:
     return PerCallRecord(backend="torch", model="mlp", mode="eager", layer="dropout=0", per_call_s=per_call_s,
                          ci_low_s=ci_low_s, ci_high_s=ci_high_s, step_s=1e-3, fraction_of_step=per_call_s / 1e-3,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -120,16 +121,19 @@ def test_stops_at_max_processes(workers):
     assert found.records[0].processes == 4 and found.reached == 0.5
 
 
-@pytest.mark.parametrize("durations, budget_s, expected", [
-    ([10.0], 35.0, 3),  # after 3: 30 s spent, another 10 s would pass 35 s
-    ([10.0], 40.0, 4),  # another process that ends exactly on the budget still runs
-    ([30.0, 5.0], 50.0, 5),  # judged by the last process's time (the next one would take 5 s)
-    ([30.0], 50.0, 3),  # min_processes (3) run even past the budget: fewer would give no verdict
-    ([30.0, 5.0], 60.0, 7),  # 30 s, then 5 s each: after 7 (60 s) another would pass 60 s
+@pytest.mark.parametrize("durations, budget_s, min_processes, expected", [
+    ([10.0], 35.0, 3, 3),  # after 3: 30 s spent, another 10 s would pass 35 s
+    ([10.0], 40.0, 3, 4),  # another process that ends exactly on the budget still runs
+    ([30.0, 5.0], 50.0, 3, 5),  # judged by the last process's time (the next one would take 5 s)
+    ([30.0], 50.0, 3, 3),  # min_processes run even past the budget: fewer would give no verdict
+    ([30.0], 50.0, None, 4),  # the default min_processes: 4
+    ([30.0, 5.0], 60.0, 3, 7),  # 30 s, then 5 s each: after 7 (60 s) another would pass 60 s
 ])
-def test_stops_when_another_process_would_not_fit_the_budget(workers, durations, budget_s, expected):
+def test_stops_when_another_process_would_not_fit_the_budget(workers, durations, budget_s, min_processes, expected):
     workers.durations = durations
-    found = _run(ReplicationPlan(precision=0.01, budget_s=budget_s), lambda records: 0.5)
+    plan = ReplicationPlan(precision=0.01, budget_s=budget_s)
+    plan = replace(plan, min_processes=min_processes) if min_processes else plan
+    found = _run(plan, lambda records: 0.5)
     assert found.stop_reason == replication.BUDGET_SPENT
     assert found.records[0].processes == expected
     ends = np.cumsum([durations[min(i, len(durations) - 1)] for i in range(expected)])

@@ -223,3 +223,20 @@ def test_dose_response_reads_doses_in_any_order_and_needs_two():
     assert stats.dose_response(backwards, process_of_round) == stats.dose_response(times, process_of_round)
     with pytest.raises(ValueError, match="at least two doses"):
         stats.dose_response({8: times[8]}, process_of_round)
+
+
+def test_dose_response_difference_cancels_a_shared_per_call_overhead():
+    """A busy-wait layer's copies cost the spin plus the framework's cost of calling a layer;
+    copies of the same layer spinning 0 µs, timed in the same rounds, cost only the latter."""
+    rng = np.random.default_rng(8)
+    overhead, spin = 3 * PER_CALL_S, PER_CALL_S
+    with_spin, process_of_round = _dose_rounds(rng, overhead + spin)
+    without_spin, _ = _dose_rounds(rng, overhead)
+    without_spin[0] = with_spin[0]  # the arm without copies is one arm, shared by both fits
+
+    found = stats.dose_response_difference(with_spin, without_spin, process_of_round)
+
+    assert found.ci_low <= spin <= found.ci_high, found
+    assert found.ci_high - found.ci_low < 0.5 * spin
+    alone = stats.dose_response(with_spin, process_of_round)
+    assert alone.ci_low > 2 * spin  # without the reference, the overhead is in the estimate
