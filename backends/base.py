@@ -39,6 +39,7 @@ from harness.layers import Layer
 from harness.spec import ModelSpec
 
 Weights = dict[str, np.ndarray]
+EVAL_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,13 @@ class Model(ABC):
         ones, as both frameworks do) and applies dropout."""
 
     @abstractmethod
+    def layer_input(self, x: np.ndarray, index: int) -> np.ndarray:
+        """What spec.layers[index] receives in evaluation mode (dropout off, BatchNorm on its
+        running statistics): the output of layers[:index], activations included, channels last.
+        After a flatten, features are in the framework's own order (Keras flattens NHWC): compare
+        their statistics as a set, not feature by feature."""
+
+    @abstractmethod
     def loss(self, x: np.ndarray, y: np.ndarray, training: bool) -> float:
         """Mean softmax cross-entropy plus the L1/L2 penalties."""
 
@@ -132,8 +140,10 @@ class Model(ABC):
         return float(np.mean(losses))
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> EvalResult:
-        """Eval-mode cross-entropy and accuracy over (x, y), in batches of spec.batch_size."""
-        size = self.spec.batch_size
+        """Eval-mode cross-entropy and accuracy over (x, y). An eval-mode forward pass does not
+        depend on the batch (BatchNorm uses its running statistics, dropout is off), so it runs in
+        batches of EVAL_BATCH: a Keras call costs about a millisecond however small the batch."""
+        size = EVAL_BATCH
         logits = np.concatenate([self.forward(x[i:i + size], training=False) for i in range(0, len(x), size)])
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))

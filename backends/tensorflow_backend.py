@@ -256,6 +256,12 @@ class TensorFlowModel(Model):
     def forward(self, x, training):
         return self.net(self.tf.constant(np.asarray(x, dtype=np.float32)), training=training).numpy()
 
+    def layer_input(self, x, index):
+        found = self.tf.constant(np.asarray(x, dtype=np.float32))
+        for layer in self._layers[:index]:
+            found = layer(found, training=False)
+        return found.numpy()
+
     def loss(self, x, y, training):
         return float(self._loss(*self._tensors(x, y), training=training))
 

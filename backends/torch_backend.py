@@ -201,6 +201,12 @@ class TorchModel(Model):
         with self.torch.no_grad():
             return self.net(self._x(x)).cpu().numpy()
 
+    def layer_input(self, x, index):
+        self.net.train(False)
+        with self.torch.no_grad():
+            found = self.net(self._x(x), stop=index).cpu().numpy()
+        return found.transpose(0, 2, 3, 1) if found.ndim == 4 else found  # NCHW -> canonical NHWC
+
     def loss(self, x, y, training):
         self.net.train(training)
         with self.torch.no_grad():
@@ -319,8 +325,9 @@ def _spec_net_class():
             self.layers = layers
             self.plan = plan
 
-        def forward(self, x):
-            for module, (pad, pad_value, activation) in zip(self.layers, self.plan):
+        def forward(self, x, stop: int | None = None):
+            """The network's output, or with `stop` the output of its first `stop` layers."""
+            for module, (pad, pad_value, activation) in zip(self.layers[:stop], self.plan[:stop]):
                 if pad is not None:
                     x = functional.pad(x, pad, value=pad_value)
                 x = module(x)

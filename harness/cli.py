@@ -113,6 +113,13 @@ def cmd_run(args) -> int:
     return run_suite(args)
 
 
+def cmd_study(args) -> int:
+    from harness.study_run import cmd_study as study
+
+    check_output_folder(args.out, "--out")
+    return study(args)
+
+
 def _add_model_args(parser, default_all: bool = False) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--model", choices=list(PRESETS),
@@ -291,6 +298,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="+", metavar="V", help="timing variants (default: the suite's)")
     p.add_argument("--devices", nargs="+", choices=devices, help="(default: the suite's; cuda only where present)")
     p.add_argument("--modes", nargs="+", choices=modes, help="(default: the suite's)")
+    _add_threads(p)
+
+    from harness.study_run import STUDY_SUITES
+
+    p = _subcommand(sub, "study", cmd_study, help="train on real data: what regularization does, both frameworks, CIs",
+                    description="Train small models on an offline data set in each framework (same initial weights, "
+                                "same batches), for each variant (none, L2, dropout, early stopping, BN with dropout "
+                                "before and after it) and seed; record per-epoch losses, accuracies and weight "
+                                "constancy, and BatchNorm's variance shift; then report a claims ledger with paired "
+                                "CIs. Results go to --out as `run` writes them (durable per case, --resume).",
+                    **_epilog("study --data digits --suite quick --out reports/runs/study",
+                              "study --suite default --out reports/runs/study-default",
+                              "study --data cifar10:/data/cifar-10-batches-py --seeds 3 --out reports/runs/cifar",
+                              variants=False))
+    p.add_argument("--suite", choices=list(STUDY_SUITES), default="quick",
+                   help="quick: digits mlp, 3 seeds, 10 epochs; default: digits mlp and mnist1d mlp, 5 seeds, "
+                        "20 epochs; full: default plus digits cnn, 10 seeds, 30 epochs (default: quick)")
+    p.add_argument("--data", metavar="D", help="digits, mnist1d or cifar10:PATH (a folder of the python-pickle "
+                                                "batches; never downloaded) instead of the suite's data sets")
+    p.add_argument("--seeds", type=bounded_int(1, 1000), metavar="N", help="seeds per variant (default: the suite's)")
+    p.add_argument("--epochs", type=bounded_int(1, 10_000), metavar="E", help="epochs per run (default: the suite's)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: reports/runs/study-SUITE)")
+    p.add_argument("--resume", action="store_true", help="continue the study in --out: skip its finished cases")
+    p.add_argument("--backends", nargs="+", choices=backends, default=list(backends),
+                   help=f"(default: {' '.join(backends)})")
     _add_threads(p)
 
     p = _subcommand(sub, "report", cmd_report, help="render report.md and index.html from a run folder or pytest-benchmark JSON",

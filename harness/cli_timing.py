@@ -153,7 +153,8 @@ def cmd_percall(args) -> int:
     if args.net_of:
         parse_layer_arg(args.net_of, "--net-of")
     check_fits(with_copies(spec, layer, max(args.copies)), f"{args.spec or '--model ' + spec.name} with "
-               f"{max(args.copies)} x {args.layer}", models=len(args.copies) * args.instances)
+               f"{max(args.copies)} x {args.layer}",
+               models=(2 * len(args.copies) - 1 if args.net_of else len(args.copies)) * args.instances)
     replication = _replication(args, per_call_s=args.precision * 1e-6)
     record, found = measure_per_call(args.backend, args.device, args.threads, spec, args.layer, args.mode,
                                      _timing_plan(args, (), (args.mode,)), replication, args.copies,

@@ -71,14 +71,14 @@ def step_time_figure(timings: Sequence[TimingRecord]) -> Figure:
             offset = (index - (len(backends) - 1) / 2) * 0.22
             for y, (mode, variant) in enumerate(rows):
                 if (backend, mode, variant) in cells:
-                    _point(ax, step_times(cells[backend, mode, variant]), y + offset, _backend_color(backend))
+                    _point(ax, step_times(cells[backend, mode, variant]), y + offset, backend_color(backend))
         ax.set_yticks(range(len(rows)), [f"{variant}  ·  {mode}" for mode, variant in rows])
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set_title(f"{model} on {device}, {threads} thread{'' if threads == 1 else 's'}: "
                      "time per training step (median, 95% CI)")
         ax.set_xlabel("ms per training step")
         ax.grid(axis="x", alpha=0.35)
-        ax.legend(handles=[_marker(_backend_color(b), b) for b in backends], loc="best", fontsize=9)
+        ax.legend(handles=[_marker(backend_color(b), b) for b in backends], loc="best", fontsize=9)
     return fig
 
 
@@ -154,7 +154,7 @@ def half_width_figure(curves: Sequence[HalfWidthCurve]) -> Figure:
     for ax, mode in zip(fig.subplots(len(modes), 1, squeeze=False)[:, 0], modes):
         shown = [c for c in curves if c.mode == mode]
         for c in shown:
-            ax.plot(c.seconds, np.asarray(c.half_widths) * 100, color=_backend_color(c.backend), alpha=0.8, lw=1.2,
+            ax.plot(c.seconds, np.asarray(c.half_widths) * 100, color=backend_color(c.backend), alpha=0.8, lw=1.2,
                     marker=MARKERS[models.index(c.model) % len(MARKERS)], markersize=4)
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}%"))
@@ -165,7 +165,7 @@ def half_width_figure(curves: Sequence[HalfWidthCurve]) -> Figure:
         ax.set_ylabel("CI half-width (log scale)")
         ax.grid(which="both", alpha=0.3)
         backends = list(dict.fromkeys(c.backend for c in shown))
-        handles = [Line2D([], [], color=_backend_color(b), label=b) for b in backends]
+        handles = [Line2D([], [], color=backend_color(b), label=b) for b in backends]
         if len(models) > 1:
             handles += [Line2D([], [], color=NEUTRAL_COLOR, linestyle="", label=model,
                                marker=MARKERS[models.index(model) % len(MARKERS)]) for model in models]
@@ -210,8 +210,8 @@ def benchmark_figure(benchmarks: Sequence[dict]) -> Figure:
         q3 = np.array([b["stats"].get("q3", b["stats"]["median"]) for b in panel]) * 1e3
         backends = [str((b.get("extra_info") or {}).get("backend", "")) for b in panel]
         ax.barh(range(len(panel)), medians, xerr=[np.maximum(medians - q1, 0), np.maximum(q3 - medians, 0)],
-                color=[_backend_color(backend) for backend in backends], capsize=3)
-        legend = [Patch(color=_backend_color(backend), label=backend or "(no backend)")
+                color=[backend_color(backend) for backend in backends], capsize=3)
+        legend = [Patch(color=backend_color(backend), label=backend or "(no backend)")
                   for backend in dict.fromkeys(backends)]
         ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=9)
         ax.set_yticks(range(len(panel)), [b["name"] for b in panel])
@@ -260,7 +260,7 @@ def _marker(color: str, label: str) -> Line2D:
     return Line2D([], [], marker="o", linestyle="", color=color, label=label)
 
 
-def _backend_color(backend: str) -> str:
+def backend_color(backend: str) -> str:
     """The backend class's COLOR; a name the registry does not know (older records) is neutral."""
     cls = registry().get(backend)
     return cls.COLOR if cls is not None else NEUTRAL_COLOR

@@ -24,7 +24,8 @@ from harness.errors import HarnessInputError
 
 # 2: comparisons store numbers only (verdict and sentence are derived), plus n_pairs.
 # 3: timing replicated across processes (process_of_round, processes, ...); per_call records.
-SCHEMA_VERSION = 3
+# 4: study records (study_epoch, study_run, bn_variance_shift).
+SCHEMA_VERSION = 4
 RESULTS_FILE = "results.jsonl"
 
 
@@ -206,6 +207,69 @@ class InspectRecord(Record):
 
 
 @dataclass(frozen=True)
+class StudyEpochRecord(Record):
+    """One epoch of one training run of the study (harness/study.py). train_* and val_* are
+    evaluation-mode cross-entropy (no penalty, dropout off) and accuracy on each split, so the
+    gap compares like with like; `fit_loss` is the mean training-step loss of the epoch (penalty
+    included, dropout on: what Keras's fit prints). `constancy` = {layer: {tolerance: fraction of
+    its kernel constant since the previous epoch}} (harness/study_metrics.py)."""
+
+    kind: ClassVar[str] = "study_epoch"
+    backend: str
+    data: str
+    model: str
+    variant: str
+    seed: int
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    fit_loss: float
+    constancy: dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class StudyRunRecord(Record):
+    """How one training run ended: epochs run, early stopping's stop and restore (0-based epochs,
+    as Keras counts; None without it), and the final metrics of the weights it ended with."""
+
+    kind: ClassVar[str] = "study_run"
+    backend: str
+    data: str
+    model: str
+    variant: str
+    seed: int
+    epochs_run: int
+    early_stopping: bool
+    stopped_epoch: int | None
+    restored_epoch: int | None
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class BNVarianceShiftRecord(Record):
+    """A BatchNorm layer right after a dropout layer, after training: per channel, its running
+    variance over the variance of its input in evaluation mode on the validation data; `shift` is
+    the median over channels (about 1 at rate 0, about 1/(1-rate) for zero-mean inputs)."""
+
+    kind: ClassVar[str] = "bn_variance_shift"
+    backend: str
+    data: str
+    model: str
+    variant: str
+    seed: int
+    layer: int
+    dropout_rate: float
+    shift: float
+    shift_per_channel: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
 class CaseRecord(Record):
     """The end of one case of a run: written after the case's own records, last.
 
@@ -257,7 +321,7 @@ class RecordError(ValueError):
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
     "float | None": (int, float, type(None)), "int | None": (int, type(None)),
-    "dict[str, int]": (dict,), "dict[str, object]": (dict,),
+    "dict[str, int]": (dict,), "dict[str, object]": (dict,), "dict[str, dict[str, float]]": (dict,),
     "tuple[str, ...]": (list, tuple), "tuple[float, ...]": (list, tuple), "tuple[int, ...]": (list, tuple),
 }
 
@@ -321,5 +385,6 @@ def read_results(path: Path) -> ResultsFile:
 
 
 RECORD_TYPES: dict[str, type[Record]] = {
-    cls.kind: cls for cls in (ParityRecord, TimingRecord, ComparisonRecord, PerCallRecord, InspectRecord, CaseRecord)
+    cls.kind: cls for cls in (ParityRecord, TimingRecord, ComparisonRecord, PerCallRecord, InspectRecord,
+                              StudyEpochRecord, StudyRunRecord, BNVarianceShiftRecord, CaseRecord)
 }

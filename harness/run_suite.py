@@ -118,6 +118,10 @@ def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
             cases.append(Case(f"calibrate/{backend}/{PERCALL_MODEL}", argv, _timeout(expected),
                               f"calibrate {backend} {PERCALL_MODEL}", expected, unavailable.get(backend, ""),
                               ok_returncodes=(0, 1)))  # 1: a target missed; its records say which
+    if suite.study:
+        from harness.study_run import STUDY_SUITES, plan_study_cases
+
+        cases += plan_study_cases(STUDY_SUITES[suite.study], backends, args.threads, unavailable)
     return cases
 
 
@@ -250,8 +254,6 @@ def _options_without_out(argv: list[str]) -> list[str]:
 
 def run_suite(args) -> int:
     """The `run` command: check, plan, lock the run folder, run the cases, write the report."""
-    from harness.report import build_report
-
     out = Path(args.out) if args.out else PROJECT_ROOT / "reports" / "runs" / (
         datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{args.suite}")
     plan_cases(args)  # bad options fail here, before the folder is looked at
@@ -259,12 +261,20 @@ def run_suite(args) -> int:
     cases = plan_cases(args, unavailable_backends(dict.fromkeys(args.backends)))
     again = shlex.join(["python", "-m", "harness", "run", *_options_without_out(sys.argv[2:]), "--out", str(out),
                         "--resume"])
+    return run_and_report(cases, out, args.resume, again, args.threads, f"{args.suite} suite", question_comparisons)
+
+
+def run_and_report(cases, out: Path, resume: bool, again: str, threads, label: str, postprocess=None) -> int:
+    """Run planned cases into the run folder `out` (locked; the environment written once), then
+    write its report. Ctrl-C or SIGTERM: the case in flight is recorded, `again` is printed."""
+    from harness.report import build_report
+
     with lock_run_dir(out), _sigterm_as_interrupt() as received:
         if not (out / ENVIRONMENT_FILE).exists():  # a resumed run keeps the machine it started on
-            write_environment(out, args.threads)
-        print(f"run: {len(cases)} cases ({args.suite} suite) into {out}", file=sys.stderr)
+            write_environment(out, threads)
+        print(f"run: {len(cases)} cases ({label}) into {out}", file=sys.stderr)
         try:
-            tally = run_cases(cases, out, resume=args.resume, postprocess=question_comparisons)
+            tally = run_cases(cases, out, resume=resume, postprocess=postprocess)
         except CasesInterrupted as exc:
             finished = f"{exc.tally.ok} case{'' if exc.tally.ok == 1 else 's'} finished"
             print(f"{received.get('name', 'interrupted')}; {finished}, resume with: {again}", file=sys.stderr)

@@ -3,7 +3,8 @@
 quick     both backends, the mlp, eager, the Dropout(p=0) and BN-order questions, short budgets
 default   every timing question, eager and compiled; Dropout(p=0) per-call cost; every variant in parity
 reference default plus a calibration of the method (20 A/A and injected comparisons per backend, and
-          a layer of known cost): what reports/cpu-default/ is made with
+          a layer of known cost) and the default study (harness/study_run.py): what
+          reports/cpu-default/ is made with
 full      reference plus every other mode (XLA), CUDA where present, larger budgets
 
 Every timing comparison is replicated across worker processes until its CIs reach `precision`
@@ -39,6 +40,7 @@ class Suite:
     calibration: int = 0  # A/A + injected comparisons per backend (mlp, eager); 0: none
     calibration_budget_s: float = 60.0  # per comparison: `calibrate`'s and `time`'s default, which it checks
     models: tuple[str, ...] = ("mlp", "cnn")  # the presets `run` covers unless --models says otherwise
+    study: str = ""  # a study suite (harness/study_run.py) run after the timing cases; "": none
 
     @property
     def timing_variants(self) -> tuple[str, ...]:
@@ -57,7 +59,7 @@ SUITES = {
                    variants_of(GRAPH_QUESTIONS, baseline=False), budget_s=40.0, process_s=2.0, instances=1,
                    models=("mlp",)),
     "default": _DEFAULT,
-    "reference": replace(_DEFAULT, name="reference", calibration=20),
+    "reference": replace(_DEFAULT, name="reference", calibration=20, study="default"),
     "full": replace(_DEFAULT, name="full", modes=("eager", "compiled", "xla"), devices=("cpu", "cuda"), budget_s=600.0,
                     process_s=20.0, instances=2, round_s=0.1, percall_budget_s=300.0, calibration=20,
                     calibration_budget_s=90.0),

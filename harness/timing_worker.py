@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from harness.errors import HarnessInputError, report_expected_error
+from harness.worker import run_job
 
 
 def main(job_path: str, out_path: str) -> int:
@@ -24,17 +24,13 @@ def main(job_path: str, out_path: str) -> int:
     plan = job["plan"]
     plan = TimingPlan(**{**plan, "variants": tuple(plan["variants"]), "modes": tuple(plan["modes"]),
                          "named_specs": tuple((label, spec) for label, spec in plan["named_specs"])})
-    try:
+    def produce():
         backend = create_backend(job["backend"], device=job["device"], threads=job["threads"])
-        records = measure(backend, parse_spec(job["spec"], "the job's spec"), plan, job["device"], job["threads"],
-                          progress=lambda message: print(message, file=sys.stderr, flush=True),
-                          process=job["process"], seed=job["seed"], session=job["session"])
-    except HarnessInputError as exc:  # BackendUnavailable too: exit 3 and 2, with the CLI's one line
-        return report_expected_error(exc)
-    with open(out_path, "w", encoding="utf-8") as out:
-        json.dump([record.as_dict() for record in records], out)
-    return 0
+        return measure(backend, parse_spec(job["spec"], "the job's spec"), plan, job["device"], job["threads"],
+                       progress=lambda message: print(message, file=sys.stderr, flush=True),
+                       process=job["process"], seed=job["seed"], session=job["session"])
 
+    return run_job(produce, out_path)
 
 if __name__ == "__main__":
     code = main(*sys.argv[1:])

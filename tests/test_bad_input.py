@@ -214,6 +214,11 @@ def out_of_range(option: str, value: str):
                  id="percall-net-of-dense"),
     pytest.param(None, [*PERCALL, "--layer", "dropout=0", "--net-of", "busywait=0", "--mode", "compiled"],
                  ["--net-of busywait=0", "--mode eager (not compiled)"], id="percall-net-of-busywait-compiled"),
+    # study: a data set that exists here, never a download.
+    pytest.param(None, ["study", "--data", "cifar10:/nonexistent/cifar"],
+                 ["--data: cifar10:/nonexistent/cifar: no such folder"], id="study-cifar-missing"),
+    pytest.param(None, ["study", "--data", "wobble"], ["--data: 'wobble' is not a data set"], id="study-data-unknown"),
+    pytest.param(None, ["study", "--seeds", "0"], ["argument --seeds: 0 is not in [1, "], id="study-seeds-0"),
     # calibrate: at least one session, a slowdown to detect.
     pytest.param(None, [*CALIBRATE, "--comparisons", "0"], ["argument --comparisons: 0 is not in [1, "],
                  id="calibrate-comparisons-0"),

@@ -21,6 +21,7 @@ from harness.errors import HarnessInputError
 from harness.layers import ACTIVATIONS, LAYER_TYPES, PADDINGS
 from harness.questions import REFERENCE_LOOP, TIMING_QUESTIONS
 from harness.spec import PRESETS, OPTIMIZER_FIELDS, ModelSpec, load_spec, parse_spec
+from harness.study_run import STUDY_SUITES, STUDY_VARIANTS
 from harness.suites import SUITES
 from harness.variants import BASELINE, parse_variant
 
@@ -246,11 +247,13 @@ SUITE_ROWS = {  # row of the suites table -> what it must say, from a Suite
     "parity variants": lambda suite: {parse_variant(v).label for v in suite.parity_variants},
     "inspect variants": lambda suite: {parse_variant(v).label for v in suite.inspect_variants},
     "devices": lambda suite: set(suite.devices),
+    "study": lambda suite: {suite.study} - {""},
 }
 KNOWN = {  # the mode and device names any backend has: the tokens of those rows worth comparing
     "modes": {mode for name in backend_names() for mode in backend_class(name).MODES},
     "devices": {device for name in backend_names() for device in backend_class(name).DEVICES},
     "models": set(PRESETS),
+    "study": set(STUDY_SUITES),
 }
 
 
@@ -313,3 +316,25 @@ def test_every_suite_is_named_in_the_suites_section():
     text = section(SUITES_HEADING)
     missing = [name for name in SUITES if f"`{name}`" not in text]
     assert not missing, f"README.md {SUITES_HEADING!r}: suites {missing} are not described"
+
+
+# ---------------------------------------------------------------------------------------------
+# Study
+
+STUDY_HEADING = "## Study"
+
+
+@pytest.mark.parametrize("suite_name", list(STUDY_SUITES))
+def test_study_table_says_what_the_study_suite_holds(suite_name):
+    suite = STUDY_SUITES[suite_name]
+    where = f"README.md {STUDY_HEADING!r}, `{suite_name}`"
+    rows = {row[""]: row for row in table_with(section(STUDY_HEADING), f"`{suite_name}`", where)}
+    pairs = tokens(rows["data sets and models"][f"`{suite_name}`"])
+    assert list(zip(pairs[::2], pairs[1::2])) == list(suite.datasets), f"{where}: data sets and models"
+    assert numbers(rows["seeds, epochs"][f"`{suite_name}`"]) == [suite.seeds, suite.epochs], f"{where}: seeds, epochs"
+
+
+def test_study_variants_are_documented():
+    text = section(STUDY_HEADING)
+    missing = [v for v in STUDY_VARIANTS if f"`{v}`" not in text]
+    assert not missing, f"README.md {STUDY_HEADING!r}: variants {missing} are not listed"

@@ -8,6 +8,7 @@ over many simulated comparisons, with tolerances from the binomial distribution.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -148,10 +149,19 @@ def test_a_clear_slowdown_is_slower():
     assert stats.verdict("A", "B", pr, noise_floor=0.01).label == stats.SLOWER
 
 
-def test_an_effect_inside_the_noise_floor_is_not_a_finding():
+def test_a_replicated_ci_alone_decides_and_the_floor_is_stated():
     pr = stats.paired_ratio(*_pair(0.02, noise=0.002))
-    assert pr.ci_low > 1.0  # statistically different...
-    result = stats.verdict("A", "B", pr, noise_floor=0.03)  # ...but within what A/A showed
+    assert pr.ci_low > 1.0 and pr.processes == 4
+    result = stats.verdict("A", "B", pr, noise_floor=0.03)  # within what A/A showed, but the CI excludes 1
+    assert result.label == stats.SLOWER
+    assert "A/A noise floor ±3.0%" in result.sentence
+
+
+def test_a_record_without_processes_needs_its_effect_above_the_floor():
+    """An older record (a bootstrap over one process's rounds, which undercovered): the floor
+    still has to be exceeded."""
+    pr = replace(stats.paired_ratio(*_pair(0.02, noise=0.002)), processes=0)
+    result = stats.verdict("A", "B", pr, noise_floor=0.03)
     assert result.label == stats.NO_DIFFERENCE
     assert "at most 3.0%" in result.sentence
 

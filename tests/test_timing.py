@@ -26,7 +26,8 @@ class _FakeModel(Model):
     def _unused(self, *args):
         raise AssertionError("timing must only call timed_step")
 
-    get_weights = _load_weights = forward = loss = gradients = apply_gradients = train_step = graph_counts = _unused
+    get_weights = _load_weights = forward = layer_input = loss = gradients = apply_gradients = train_step = _unused
+    graph_counts = _unused
 
 
 class _FakeBackend(Backend):

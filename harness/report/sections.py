@@ -15,11 +15,12 @@ from backends import REFERENCE
 from harness import plots
 from harness.environment import ENVIRONMENT_FILE
 from harness.questions import AA_CONTROL, CONTROLS, INJECTED_CONTROL, QUESTION_BY_KEY, TIMING_QUESTIONS
-from harness.records import RESULTS_FILE, ComparisonRecord, InspectRecord, ParityRecord, TimingRecord
+from harness.records import RESULTS_FILE, ComparisonRecord, InspectRecord, ParityRecord, StudyRunRecord, TimingRecord
 from harness.report.calibration import busy_wait_records, calibration_blocks, half_width_curves
 from harness.report.per_call import measured_records, per_call_blocks
 from harness.report.reading import RunFolder
 from harness.report.render import Block, Heading, Table, Text, facts_table, ms, save_plot
+from harness.report.study import study_blocks
 from harness.report.verdicts import FrameworkRatio, framework_ratios, how_to_read, verdict_groups, verdict_tone, where
 
 _COMPARISON_ORDER = [q.key for q in TIMING_QUESTIONS] + [*CONTROLS, ""]
@@ -40,6 +41,7 @@ def run_blocks(run: RunFolder, out: Path) -> list[Block]:
     blocks: list[Block] = [Heading(f"Cross-framework run report: {run.folder.name}", 1), Text(_summary(run))]
     if run.warnings:
         blocks += [Heading("Warnings"), *(Text(w, "bad") for w in run.warnings)]
+    blocks += study_blocks(run, out)  # the claims ledger leads when a study ran
     blocks += [
         Heading("Verdicts"),
         Text(how_to_read(run)),
@@ -82,7 +84,7 @@ def _summary(run: RunFolder) -> str:
         f"GPU {', '.join(gpu_names)}" if gpu_names else None,
     ) if part) or "an unrecorded machine"
     timings, comparisons, parity = run.of(TimingRecord), run.of(ComparisonRecord), run.of(ParityRecord)
-    measured = (*timings, *comparisons, *run.of(InspectRecord))
+    measured = (*timings, *comparisons, *run.of(InspectRecord), *run.of(StudyRunRecord))
     backends = sorted({r.backend for r in measured} | {b for p in parity for b in p.backends})
     models = sorted({r.model for r in (*measured, *parity)})
     settings = sorted({f"{r.device}/{r.mode}" for r in (*timings, *comparisons)})
@@ -93,7 +95,7 @@ def _summary(run: RunFolder) -> str:
         f"Backends {', '.join(backends) or 'none'}; models {', '.join(models) or 'none'}; "
         f"device/mode {', '.join(settings) or 'none'}: {len(timings)} timing arms, "
         f"{len(comparisons)} comparisons, {len(parity)} parity checks, "
-        f"{len(run.of(InspectRecord))} graph inspections. {cases}."
+        f"{len(run.of(InspectRecord))} graph inspections, {len(run.of(StudyRunRecord))} study training runs. {cases}."
     )
 
 

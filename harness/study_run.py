@@ -1,0 +1,107 @@
+"""`python -m harness study`: the study suites, turned into cases and run like `harness run`.
+
+A study suite is data sets x models x variants x backends x seeds. Each case is one (data set,
+model, backend, seed) with every variant, in its own process (harness/study_worker.py). Seeds are
+the replicates the statistics rest on, so a case is one replicate; a case per variant as well
+would pay the framework's start (torch with the optimizer's dynamo import about 6 s, TensorFlow
+about 8 s) 8 times more often: the quick study took 332 s that way, against its 3-minute bar. A
+run folder holds study cases exactly as it holds timing cases: durable per finished case (Ctrl-C
+loses at most the seed in flight), resumable with --resume, reported by `harness report`
+(harness/report/study.py). The `reference` suite of `harness run` includes the default study.
+
+The variants answer the claims of the ledger (harness/study_ledger.py): none, L2, dropout and
+early stopping for the overfitting claims; BN with dropout before it at p = 0 and p = 0.5, and
+BN before dropout, for the two BatchNorm claims.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from harness.case_runner import Case
+from harness.errors import HarnessInputError
+from harness.study import StudyPlan, StudyVariant
+from harness.study_ledger import STUDY_VARIANTS
+
+# The fastest mode of each framework whose numbers parity checks: tf.function runs these small
+# steps ~5x faster than Keras eager; torch.compile's compile time (~10 s a model) would outweigh
+# runs of a few seconds, so torch trains eagerly.
+STUDY_MODES = {"torch": "eager", "tensorflow": "compiled"}
+CASE_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class StudySuite:
+    name: str
+    datasets: tuple[tuple[str, str], ...]  # (data set, model)
+    seeds: int
+    epochs: int
+    variants: tuple[str, ...] = STUDY_VARIANTS
+    expected_s_per_run: float = 3.0  # for the progress display's time left
+
+
+STUDY_SUITES = {
+    "quick": StudySuite("quick", (("digits", "mlp"),), seeds=3, epochs=10),
+    "default": StudySuite("default", (("digits", "mlp"), ("mnist1d", "mlp")), seeds=5, epochs=20,
+                          expected_s_per_run=5.0),
+    "full": StudySuite("full", (("digits", "mlp"), ("digits", "cnn"), ("mnist1d", "mlp")), seeds=10, epochs=30,
+                       expected_s_per_run=10.0),
+}
+
+
+def plan_study_cases(suite: StudySuite, backends, threads, unavailable: dict[str, str] | None = None,
+                     data: str | None = None) -> list[Case]:
+    """The cases of a study: one per (data set, model, backend, seed), every variant inside.
+    `data` replaces the suite's data sets (each with the suite's models for it, or mlp)."""
+    unavailable = unavailable or {}
+    datasets = suite.datasets
+    if data is not None:
+        kind = data.split(":")[0]
+        models = tuple(dict.fromkeys(model for name, model in suite.datasets if name == kind)) or ("mlp",)
+        datasets = tuple((data, model) for model in models)
+    variants = [StudyVariant.parse(text).label for text in suite.variants]
+    cases = []
+    for data_name, model in datasets:
+        for backend in backends:
+            for seed in range(suite.seeds):
+                plan = StudyPlan(epochs=suite.epochs, seeds=(seed,), mode=STUDY_MODES.get(backend, "eager"))
+                job = {"backend": backend, "threads": threads, "data": data_name, "model": model,
+                       "variants": variants, "plan": asdict(plan)}
+                argv = (sys.executable, "-m", "harness.study_worker", json.dumps(job), "{json}")
+                cases.append(Case(f"study/{data_name}/{model}/{backend}/seed{seed}", argv, CASE_TIMEOUT_S,
+                                  f"study {data_name} {model} {backend} seed {seed}",
+                                  suite.expected_s_per_run * len(variants), unavailable.get(backend, "")))
+    return cases
+
+
+def check_data(text: str) -> None:
+    """Refuse a --data value before any case runs (the path of cifar10:PATH, its files)."""
+    from harness.datasets import DATA_NAMES, read_cifar10
+
+    kind, _, path = text.partition(":")
+    if kind == "cifar10" and path:
+        read_cifar10(Path(path))
+    elif kind not in ("digits", "mnist1d") or path:
+        raise HarnessInputError(f"--data: {text!r} is not a data set (use one of {', '.join(DATA_NAMES)})")
+
+
+def cmd_study(args) -> int:
+    from harness.run_suite import (PROJECT_ROOT, _options_without_out, check_run_folder, run_and_report,
+                                   unavailable_backends)
+
+    suite = STUDY_SUITES[args.suite]
+    if args.data is not None:
+        check_data(args.data)
+    if args.seeds is not None or args.epochs is not None:
+        suite = replace(suite, seeds=args.seeds or suite.seeds, epochs=args.epochs or suite.epochs)
+    out = Path(args.out) if args.out else PROJECT_ROOT / "reports" / "runs" / f"study-{args.suite}"
+    check_run_folder(out, args.resume)
+    backends = tuple(dict.fromkeys(args.backends))
+    cases = plan_study_cases(suite, backends, args.threads, unavailable_backends(backends), args.data)
+    again = shlex.join(["python", "-m", "harness", "study", *_options_without_out(sys.argv[2:]), "--out", str(out),
+                        "--resume"])
+    return run_and_report(cases, out, args.resume, again, args.threads, f"{args.suite} study")
