@@ -47,17 +47,18 @@ class Dataset:
         return int(max(self.y_train.max(), self.y_val.max())) + 1
 
 
+def data_kind(text: str, where: str = "--data") -> tuple[str, str]:
+    """(kind, path) of a --data value; HarnessInputError for one that names no data set."""
+    kind, _, path = text.partition(":")
+    if (kind in ("digits", "mnist1d") and not path) or (kind == "cifar10" and path):
+        return kind, path
+    raise HarnessInputError(f"{where}: {text!r} is not a data set (use one of {', '.join(DATA_NAMES)})")
+
+
 def load_dataset(text: str, images: bool, where: str = "--data") -> Dataset:
     """The data set `text` names (see DATA_NAMES), as images (N, H, W, C) or vectors (N, F)."""
-    kind, _, path = text.partition(":")
-    if kind == "digits" and not path:
-        x, y = _digits()
-    elif kind == "mnist1d" and not path:
-        x, y = _mnist1d()
-    elif kind == "cifar10" and path:
-        x, y = read_cifar10(Path(path), where)
-    else:
-        raise HarnessInputError(f"{where}: {text!r} is not a data set (use one of {', '.join(DATA_NAMES)})")
+    kind, path = data_kind(text, where)
+    x, y = _digits() if kind == "digits" else _mnist1d() if kind == "mnist1d" else read_cifar10(Path(path), where)
     if images and x.ndim == 2:  # a set of sequences has no image form
         raise HarnessInputError(f"{where}: {kind} holds vectors of {x.shape[1]} features; use a model whose "
                                 f"input_shape is ({x.shape[1]},)")

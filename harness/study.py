@@ -134,8 +134,8 @@ def train_run(backend, data: Dataset, model_name: str, variant: StudyVariant, se
             break
     if stopper is not None and stopper.restored_epoch is not None:
         model.set_weights(stopper.best_weights)
+        train, val = model.evaluate(data.x_train, data.y_train), model.evaluate(data.x_val, data.y_val)
     records += bn_variance_shifts(backend, model, spec, data, where)
-    train, val = model.evaluate(data.x_train, data.y_train), model.evaluate(data.x_val, data.y_val)
     records.append(StudyRunRecord(
         **where, epochs_run=sum(isinstance(r, StudyEpochRecord) for r in records),
         early_stopping=variant.early_stopping,

@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from harness.case_runner import Case
-from harness.errors import HarnessInputError
 from harness.study import StudyPlan, StudyVariant
 from harness.study_ledger import STUDY_VARIANTS
 
@@ -60,7 +59,7 @@ def plan_study_cases(suite: StudySuite, backends, threads, unavailable: dict[str
     unavailable = unavailable or {}
     datasets = suite.datasets
     if data is not None:
-        kind = data.split(":")[0]
+        kind = data.partition(":")[0]
         models = tuple(dict.fromkeys(model for name, model in suite.datasets if name == kind)) or ("mlp",)
         datasets = tuple((data, model) for model in models)
     variants = [StudyVariant.parse(text).label for text in suite.variants]
@@ -79,14 +78,12 @@ def plan_study_cases(suite: StudySuite, backends, threads, unavailable: dict[str
 
 
 def check_data(text: str) -> None:
-    """Refuse a --data value before any case runs (the path of cifar10:PATH, its files)."""
-    from harness.datasets import DATA_NAMES, read_cifar10
+    """Refuse a --data value before any case runs (its name; for cifar10:PATH, the folder's files)."""
+    from harness.datasets import data_kind, read_cifar10
 
-    kind, _, path = text.partition(":")
-    if kind == "cifar10" and path:
+    kind, path = data_kind(text)
+    if kind == "cifar10":
         read_cifar10(Path(path))
-    elif kind not in ("digits", "mnist1d") or path:
-        raise HarnessInputError(f"--data: {text!r} is not a data set (use one of {', '.join(DATA_NAMES)})")
 
 
 def cmd_study(args) -> int:
