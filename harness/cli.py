@@ -128,11 +128,25 @@ def _add_model_args(parser, default_all: bool = False) -> None:
     group.add_argument("--spec", metavar="FILE", help="a JSON or TOML model spec file (README: Model spec)")
 
 
-def _add_threads(parser) -> None:
-    parser.add_argument("--threads", type=bounded_int(1, 1 << 20), default=DEFAULT_THREADS,
-                        help=f"intra-op threads for each framework, set before first use (default: {DEFAULT_THREADS}, "
-                             "the cores available; more needs --oversubscribe)")
+def _add_threads(parser, per_node: bool = False) -> None:
+    """--threads; `per_node`: a command whose cases may run on a Ray cluster leaves it unset
+    (None) by default, so that each case takes the cores of the node it lands on."""
+    default = (f"{DEFAULT_THREADS}, the cores available; with --executor ray the cores of the node a timing case "
+               "owns, 1 for the others") if per_node else f"{DEFAULT_THREADS}, the cores available"
+    parser.add_argument("--threads", type=bounded_int(1, 1 << 20), default=None if per_node else DEFAULT_THREADS,
+                        help=f"intra-op threads for each framework, set before first use (default: {default}; "
+                             "more than the cores here needs --oversubscribe)")
     parser.add_argument("--oversubscribe", action="store_true", help="allow --threads above the cores available")
+
+
+def _add_executor(parser) -> None:
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: the cases one after another on this machine (default); ray: each case a Ray "
+                             "task on the cluster at --ray-address, timing cases each on a node of its own "
+                             "(README: Running on a Ray cluster; needs the ray extra)")
+    parser.add_argument("--ray-address", metavar="ADDR", default="auto",
+                        help="the Ray cluster to use with --executor ray: host:port of its head, or auto (the "
+                             "cluster this machine belongs to; default: auto)")
 
 
 class _LineKeepingFormatter(argparse.HelpFormatter):
@@ -298,9 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="+", metavar="V", help="timing variants (default: the suite's)")
     p.add_argument("--devices", nargs="+", choices=devices, help="(default: the suite's; cuda only where present)")
     p.add_argument("--modes", nargs="+", choices=modes, help="(default: the suite's)")
-    _add_threads(p)
+    _add_threads(p, per_node=True)
+    _add_executor(p)
 
-    from harness.study_run import STUDY_SUITES
+    from harness.study_suites import STUDY_SUITES
 
     p = _subcommand(sub, "study", cmd_study, help="train on real data: what regularization does, both frameworks, CIs",
                     description="Train small models on an offline data set in each framework (same initial weights, "
@@ -323,24 +338,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the study in --out: skip its finished cases")
     p.add_argument("--backends", nargs="+", choices=backends, default=list(backends),
                    help=f"(default: {' '.join(backends)})")
-    _add_threads(p)
+    _add_threads(p, per_node=True)
+    _add_executor(p)
 
-    p = _subcommand(sub, "report", cmd_report, help="render report.md and index.html from a run folder or pytest-benchmark JSON",
+    p = _subcommand(sub, "report", cmd_report, help="render report.md and index.html from run folders or pytest-benchmark JSON",
                        description="Render a run folder (its results.jsonl and environment.json) or pytest-benchmark "
                                    "JSON files (pytest --benchmark-json) into report.md, a self-contained index.html "
-                                   "and PNG plots.",
-                       **_epilog("report reports/runs/mine", "report bench.json --out /tmp/bench-report",
-                                 variants=False))
+                                   "and PNG plots. Several run folders (say, one per machine), or a Ray run whose "
+                                   "cases ran on several machines, make one merged report: a table of the machines, "
+                                   "the same question's answer on each machine side by side, then each machine's "
+                                   "own report. Comparisons are only ever made within one machine's session.",
+                       **_epilog("report reports/runs/mine", "report reports/runs/box-a reports/runs/box-b --out "
+                                 "reports/merged", "report bench.json --out /tmp/bench-report", variants=False))
     p.add_argument("inputs", nargs="+", metavar="RUN_DIR_OR_JSON",
-                   help="one run folder, or one or more pytest-benchmark JSON files")
-    p.add_argument("--out", metavar="DIR", help="where to write (default: the run folder, or the first JSON's folder)")
+                   help="one or more run folders, or one or more pytest-benchmark JSON files")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: the run folder; several run folders: "
+                                                "merged-A+B beside the first; JSON: the first JSON's folder)")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if hasattr(args, "threads"):
+        if getattr(args, "threads", None) is not None:
             check_threads(args.threads, args.oversubscribe)
         return args.func(args)
     except HarnessInputError as exc:  # BackendUnavailable too

@@ -35,6 +35,7 @@ def collect_environment(threads: int | None = None) -> dict[str, Any]:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "host": platform.node(),
         "cpu_model": _cpu_model(),
         "logical_cores": os.cpu_count(),
         "available_cores": available_cores(),
@@ -44,6 +45,19 @@ def collect_environment(threads: int | None = None) -> dict[str, Any]:
         "env": {name: os.environ.get(name) for name in ENV_FLAGS},
         "threads": threads,
         "git": _git_state(PROJECT_ROOT),
+    }
+
+
+def machine_identity(ray_node_id: str = "") -> dict[str, Any]:
+    """What every case record says about the machine it ran on: enough to tell machines apart in
+    a merged report and to know what each one was (harness/report/machines.py)."""
+    return {
+        "host": platform.node(),
+        "cpu_model": _cpu_model(),
+        "cores": available_cores(),
+        "gpu": ", ".join(g["name"] for g in _gpus() or []),
+        "frameworks": _framework_versions(),
+        "ray_node_id": ray_node_id,
     }
 
 

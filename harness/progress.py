@@ -30,11 +30,14 @@ def case_progress(todo: Sequence[Case], already_ok: int):
 
 
 class _PlainProgress:
-    """One line per case, for logs and CI: `[3/12] time/torch/mlp/cpu/eager ... ok (14.2 s)`."""
+    """One line per case, for logs and CI: `[3/12] time/torch/mlp/cpu/eager ... ok (14.2 s)`.
+    With several cases in flight (the Ray executor), a case that finishes while another's line is
+    open gets a line of its own."""
 
     def __init__(self, todo: Sequence[Case]):
         self.total = len(todo)
-        self.index = 0
+        self.numbers: dict[str, int] = {}
+        self.open: str | None = None  # the case whose line waits for its status
 
     def __enter__(self):
         return self
@@ -43,12 +46,22 @@ class _PlainProgress:
         return False
 
     def start(self, case: Case) -> None:
-        self.index += 1
-        print(f"[{self.index}/{self.total}] {case.case_id} ... ", end="", file=sys.stderr,
-              flush=True)
+        self.numbers[case.case_id] = len(self.numbers) + 1
+        if self.open is None:
+            print(self._prefix(case), end="", file=sys.stderr, flush=True)
+            self.open = case.case_id
 
     def finish(self, case: Case, status: str, elapsed_s: float) -> None:
-        print(f"{status} ({elapsed_s:.1f} s)", file=sys.stderr, flush=True)
+        if self.open == case.case_id:
+            print(f"{status} ({elapsed_s:.1f} s)", file=sys.stderr, flush=True)
+        else:
+            if self.open is not None:
+                print(file=sys.stderr)  # end the open line; that case gets its own when it finishes
+            print(f"{self._prefix(case)}{status} ({elapsed_s:.1f} s)", file=sys.stderr, flush=True)
+        self.open = None
+
+    def _prefix(self, case: Case) -> str:
+        return f"[{self.numbers.get(case.case_id, 0)}/{self.total}] {case.case_id} ... "
 
 
 class _EtaColumn(ProgressColumn):

@@ -291,6 +291,11 @@ class CaseRecord(Record):
     elapsed_s: float
     error: str = ""
     returncode: int | None = None
+    # Wall-clock (time.time()) start and end of the attempt, and the machine it ran on
+    # (harness.environment.machine_identity): with Ray a run's cases land on several machines.
+    started_at: float | None = None
+    ended_at: float | None = None
+    machine: dict[str, object] = field(default_factory=dict)
 
 
 def from_dict(data: dict[str, Any]) -> Record:

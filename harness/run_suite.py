@@ -30,11 +30,11 @@ from pathlib import Path
 
 from backends import REFERENCE, backend_class, parity_partners
 from harness.case_runner import (
-    CASES_DIR, LOCK_FILE, LOGS_DIR, Case, CasesInterrupted, ResultsNotWritten, latest_case_status, lock_run_dir,
-    run_cases,
+    CASES_DIR, LOCK_FILE, LOGS_DIR, THREADS_TOKEN, Case, CasesInterrupted, LocalExecutor, ResultsNotWritten,
+    latest_case_status, lock_run_dir, run_cases,
 )
 from harness.cli_checks import checked_variants
-from harness.environment import ENVIRONMENT_FILE, write_environment
+from harness.environment import ENVIRONMENT_FILE, available_cores, write_environment
 from harness.errors import HarnessInputError
 from harness.questions import INJECTED_SLOWDOWN, TIMING_QUESTIONS
 from harness.records import RESULTS_FILE, from_dict, read_results
@@ -72,7 +72,7 @@ def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
         if not any(m in cls.MODES for m in modes):
             raise HarnessInputError(f"--modes {' '.join(modes)}: {backend} has none of these modes "
                                     f"(its modes: {', '.join(cls.MODES)})")
-    threads = str(args.threads)
+    threads = THREADS_TOKEN  # the executor's choice (harness/case_process.py)
     cases = []
     if REFERENCE in backends:
         for partner in (b for b in parity_partners() if b in backends):
@@ -82,7 +82,7 @@ def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
                 cases.append(Case(f"parity/{partner}/{model}", argv, TIMEOUT_S["parity"],
                                   f"parity {REFERENCE}-{partner} {model}",
                                   8.0 + 4.0 * len(suite.parity_variants) * (2 if model == "cnn" else 1),
-                                  unavailable.get(REFERENCE) or unavailable.get(partner, "")))
+                                  unavailable.get(REFERENCE) or unavailable.get(partner, ""), exclusive=False))
     for backend in backends:
         cls = backend_class(backend)
         backend_modes = [m for m in modes if m in cls.MODES]
@@ -110,7 +110,7 @@ def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
             argv = _command("inspect", "--backend", backend, "--model", model, "--threads", threads,
                             *(a for v in suite.inspect_variants for a in ("--variant", v)))
             cases.append(Case(f"inspect/{backend}/{model}", argv, TIMEOUT_S["inspect"], f"inspect {backend} {model}",
-                              6.0 + 3.0 * len(suite.inspect_variants), skip))
+                              6.0 + 3.0 * len(suite.inspect_variants), skip, exclusive=False))
         if suite.calibration:
             argv = _command("calibrate", "--backend", backend, "--model", PERCALL_MODEL, "--threads", threads,
                             "--comparisons", str(suite.calibration), "--budget", f"{suite.calibration_budget_s:g}")
@@ -119,9 +119,10 @@ def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
                               f"calibrate {backend} {PERCALL_MODEL}", expected, unavailable.get(backend, ""),
                               ok_returncodes=(0, 1)))  # 1: a target missed; its records say which
     if suite.study:
-        from harness.study_run import STUDY_SUITES, plan_study_cases
+        from harness.study_run import plan_study_cases
+        from harness.study_suites import STUDY_SUITES
 
-        cases += plan_study_cases(STUDY_SUITES[suite.study], backends, args.threads, unavailable)
+        cases += plan_study_cases(STUDY_SUITES[suite.study], backends, unavailable)
     return cases
 
 
@@ -149,24 +150,29 @@ def distinct_variants(backend, spec, variants) -> tuple[str, ...]:
 
 def unavailable_backends(names) -> dict[str, str]:
     """{backend: why not} for the backends whose framework cannot be imported here. Each is tried
-    in a subprocess, so this process imports no framework and survives one that crashes."""
-    found = {}
-    for name in names:
-        try:
-            done = subprocess.run([sys.executable, "-c", _AVAILABILITY_CODE, name], capture_output=True, text=True,
-                                  timeout=AVAILABILITY_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            found[name] = f"importing it took longer than {AVAILABILITY_TIMEOUT_S} s"
-            continue
-        if done.returncode < 0:
-            found[name] = f"importing it crashed ({signal.Signals(-done.returncode).name})"
-        elif done.returncode != 0:
-            found[name] = f"checking it failed: {(done.stderr.strip().splitlines() or ['no message'])[-1]}"
-        else:
-            ok, reason = json.loads(done.stdout.strip().splitlines()[-1])
-            if not ok:
-                found[name] = reason
-    return found
+    in a subprocess, so this process imports no framework and survives one that crashes; the
+    subprocesses run at once (importing TensorFlow alone takes ~8 s here), before any case."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = list(names)
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        reasons = list(pool.map(_unavailable_reason, names))
+    return {name: reason for name, reason in zip(names, reasons) if reason}
+
+
+def _unavailable_reason(name: str) -> str:
+    """Why `name`'s framework cannot be used here, or "" if it can."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _AVAILABILITY_CODE, name], capture_output=True, text=True,
+                              timeout=AVAILABILITY_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return f"importing it took longer than {AVAILABILITY_TIMEOUT_S} s"
+    if done.returncode < 0:
+        return f"importing it crashed ({signal.Signals(-done.returncode).name})"
+    if done.returncode != 0:
+        return f"checking it failed: {(done.stderr.strip().splitlines() or ['no message'])[-1]}"
+    ok, reason = json.loads(done.stdout.strip().splitlines()[-1])
+    return "" if ok else reason
 
 
 def check_run_folder(out: Path, resume: bool) -> None:
@@ -258,23 +264,34 @@ def run_suite(args) -> int:
         datetime.datetime.now().strftime("%Y%m%d-%H%M%S") + f"-{args.suite}")
     plan_cases(args)  # bad options fail here, before the folder is looked at
     check_run_folder(out, args.resume)
-    cases = plan_cases(args, unavailable_backends(dict.fromkeys(args.backends)))
+    executor = make_executor(args)
+    cases = plan_cases(args, {} if executor.name == "ray" else unavailable_backends(dict.fromkeys(args.backends)))
     again = shlex.join(["python", "-m", "harness", "run", *_options_without_out(sys.argv[2:]), "--out", str(out),
                         "--resume"])
-    return run_and_report(cases, out, args.resume, again, args.threads, f"{args.suite} suite", question_comparisons)
+    return run_and_report(cases, out, args.resume, again, executor, f"{args.suite} suite", question_comparisons)
 
 
-def run_and_report(cases, out: Path, resume: bool, again: str, threads, label: str, postprocess=None) -> int:
+def make_executor(args):
+    """The --executor's executor. --threads unset: the cores here (local), or per node (Ray)."""
+    if getattr(args, "executor", "local") == "ray":
+        from harness.ray_executor import RayExecutor  # only this path imports Ray
+
+        return RayExecutor(args.ray_address, threads=args.threads)
+    return LocalExecutor(args.threads or available_cores() or 1)
+
+
+def run_and_report(cases, out: Path, resume: bool, again: str, executor, label: str, postprocess=None) -> int:
     """Run planned cases into the run folder `out` (locked; the environment written once), then
-    write its report. Ctrl-C or SIGTERM: the case in flight is recorded, `again` is printed."""
+    write its report. Ctrl-C or SIGTERM: the cases in flight are recorded, `again` is printed."""
     from harness.report import build_report
 
     with lock_run_dir(out), _sigterm_as_interrupt() as received:
         if not (out / ENVIRONMENT_FILE).exists():  # a resumed run keeps the machine it started on
-            write_environment(out, threads)
-        print(f"run: {len(cases)} cases ({label}) into {out}", file=sys.stderr)
+            write_environment(out, getattr(executor, "threads", None))
+        where = f" on the Ray cluster at {executor.address}" if executor.name == "ray" else ""
+        print(f"run: {len(cases)} cases ({label}) into {out}{where}", file=sys.stderr)
         try:
-            tally = run_cases(cases, out, resume=resume, postprocess=postprocess)
+            tally = run_cases(cases, out, resume=resume, postprocess=postprocess, executor=executor)
         except CasesInterrupted as exc:
             finished = f"{exc.tally.ok} case{'' if exc.tally.ok == 1 else 's'} finished"
             print(f"{received.get('name', 'interrupted')}; {finished}, resume with: {again}", file=sys.stderr)

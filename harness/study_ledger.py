@@ -13,8 +13,8 @@ other way; otherwise "not detectable: at most X", X the largest distance of a CI
 null. A two-sided claim ("changes") is supported when the CI excludes the null either way. Below
 MIN_SEEDS seeds: TOO_FEW_SEEDS; every per-seed value exactly at the null: IDENTICAL.
 
-The variant labels the study runs (NONE ... BN_BEFORE_DROPOUT) are defined here, once; the study
-planner imports them. Constraints: framework-free (numpy; scipy.stats is imported when a CI is
+The variant labels the study runs (NONE ... BN_BEFORE_DROPOUT) are defined once, in
+harness/study_suites.py. Constraints: framework-free (numpy; scipy.stats is imported when a CI is
 computed); reads records (objects or their dicts) and measures nothing.
 """
 
@@ -29,17 +29,9 @@ import numpy as np
 from backends import REFERENCE
 from harness.records import BNVarianceShiftRecord, Record, StudyEpochRecord, StudyRunRecord, from_dict
 from harness.stats import CONFIDENCE
-
-NONE = "dropout=absent"  # the overfitting baseline: no dropout, no L2, no BatchNorm
-L2 = "dropout=absent,l2=0.001"
-DROPOUT = "dropout=0.5"
-EARLY_STOPPING = "dropout=absent,early_stopping"
-BN_ONLY = "bn=after,dropout=absent"  # BatchNorm where the dropout was
-DROPOUT0_BEFORE_BN = "bn=after,dropout=0"
-DROPOUT_BEFORE_BN = "bn=after,dropout=0.5"  # the "disharmony" of Li et al. (CVPR 2019)
-BN_BEFORE_DROPOUT = "bn=before,dropout=0.5"
-STUDY_VARIANTS = (NONE, L2, DROPOUT, EARLY_STOPPING, BN_ONLY, DROPOUT0_BEFORE_BN, DROPOUT_BEFORE_BN,
-                  BN_BEFORE_DROPOUT)
+from harness.study_suites import (  # noqa: F401 (the variant labels, re-exported for the report)
+    BN_BEFORE_DROPOUT, BN_ONLY, DROPOUT, DROPOUT0_BEFORE_BN, DROPOUT_BEFORE_BN, EARLY_STOPPING, L2, NONE, STUDY_VARIANTS,
+)
 
 CONSTANCY_TOLERANCE = "0.001"  # the StudyEpochRecord.constancy tolerance the constancy claims read
 MIN_SEEDS = 2

@@ -19,40 +19,14 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from harness.case_runner import Case
+from harness.case_runner import THREADS_TOKEN, Case
 from harness.study import StudyPlan, StudyVariant
-from harness.study_ledger import STUDY_VARIANTS
+from harness.study_suites import CASE_TIMEOUT_S, STUDY_MODES, STUDY_SUITES, StudySuite
 
-# The fastest mode of each framework whose numbers parity checks: tf.function runs these small
-# steps ~5x faster than Keras eager; torch.compile's compile time (~10 s a model) would outweigh
-# runs of a few seconds, so torch trains eagerly.
-STUDY_MODES = {"torch": "eager", "tensorflow": "compiled"}
-CASE_TIMEOUT_S = 1800
-
-
-@dataclass(frozen=True)
-class StudySuite:
-    name: str
-    datasets: tuple[tuple[str, str], ...]  # (data set, model)
-    seeds: int
-    epochs: int
-    variants: tuple[str, ...] = STUDY_VARIANTS
-    expected_s_per_run: float = 3.0  # for the progress display's time left
-
-
-STUDY_SUITES = {
-    "quick": StudySuite("quick", (("digits", "mlp"),), seeds=3, epochs=10),
-    "default": StudySuite("default", (("digits", "mlp"), ("mnist1d", "mlp")), seeds=5, epochs=20,
-                          expected_s_per_run=5.0),
-    "full": StudySuite("full", (("digits", "mlp"), ("digits", "cnn"), ("mnist1d", "mlp")), seeds=10, epochs=30,
-                       expected_s_per_run=10.0),
-}
-
-
-def plan_study_cases(suite: StudySuite, backends, threads, unavailable: dict[str, str] | None = None,
+def plan_study_cases(suite: StudySuite, backends, unavailable: dict[str, str] | None = None,
                      data: str | None = None) -> list[Case]:
     """The cases of a study: one per (data set, model, backend, seed), every variant inside.
     `data` replaces the suite's data sets (each with the suite's models for it, or mlp)."""
@@ -68,12 +42,13 @@ def plan_study_cases(suite: StudySuite, backends, threads, unavailable: dict[str
         for backend in backends:
             for seed in range(suite.seeds):
                 plan = StudyPlan(epochs=suite.epochs, seeds=(seed,), mode=STUDY_MODES.get(backend, "eager"))
-                job = {"backend": backend, "threads": threads, "data": data_name, "model": model,
+                job = {"backend": backend, "threads": THREADS_TOKEN, "data": data_name, "model": model,
                        "variants": variants, "plan": asdict(plan)}
                 argv = (sys.executable, "-m", "harness.study_worker", json.dumps(job), "{json}")
                 cases.append(Case(f"study/{data_name}/{model}/{backend}/seed{seed}", argv, CASE_TIMEOUT_S,
                                   f"study {data_name} {model} {backend} seed {seed}",
-                                  suite.expected_s_per_run * len(variants), unavailable.get(backend, "")))
+                                  suite.expected_s_per_run * len(variants), unavailable.get(backend, ""),
+                                  exclusive=False))
     return cases
 
 
@@ -87,8 +62,8 @@ def check_data(text: str) -> None:
 
 
 def cmd_study(args) -> int:
-    from harness.run_suite import (PROJECT_ROOT, _options_without_out, check_run_folder, run_and_report,
-                                   unavailable_backends)
+    from harness.run_suite import (PROJECT_ROOT, _options_without_out, check_run_folder, make_executor,
+                                   run_and_report, unavailable_backends)
 
     suite = STUDY_SUITES[args.suite]
     if args.data is not None:
@@ -98,7 +73,9 @@ def cmd_study(args) -> int:
     out = Path(args.out) if args.out else PROJECT_ROOT / "reports" / "runs" / f"study-{args.suite}"
     check_run_folder(out, args.resume)
     backends = tuple(dict.fromkeys(args.backends))
-    cases = plan_study_cases(suite, backends, args.threads, unavailable_backends(backends), args.data)
+    executor = make_executor(args)
+    cases = plan_study_cases(suite, backends, {} if executor.name == "ray" else unavailable_backends(backends),
+                             args.data)
     again = shlex.join(["python", "-m", "harness", "study", *_options_without_out(sys.argv[2:]), "--out", str(out),
                         "--resume"])
-    return run_and_report(cases, out, args.resume, again, args.threads, f"{args.suite} study")
+    return run_and_report(cases, out, args.resume, again, executor, f"{args.suite} study")

@@ -23,7 +23,7 @@ def main(job_text: str, out_path: str) -> int:
     job = json.loads(job_text)
     plan = StudyPlan(**{**job["plan"], "seeds": tuple(job["plan"]["seeds"])})
     def produce():
-        backend = create_backend(job["backend"], device="cpu", threads=job["threads"])
+        backend = create_backend(job["backend"], device="cpu", threads=int(job["threads"]))
         data = load_dataset(job["data"], images=job["model"] == "cnn")
         variants = [StudyVariant.parse(text) for text in job["variants"]]
         return [record for seed in plan.seeds for variant in variants

@@ -6,6 +6,7 @@ import _thread
 import io
 import json
 import os
+import platform
 import sys
 import threading
 import time
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import case_runner as runner
+from harness import case_process
+from harness.case_process import STDERR_TAIL_LINES
 from harness.case_runner import Case, CasesInterrupted, latest_case_status, run_cases
 from harness.errors import EXIT_SKIPPED, HarnessInputError
 from harness.records import RESULTS_FILE, SCHEMA_VERSION, read_results
@@ -74,6 +76,8 @@ def test_ok_case_writes_its_records_then_its_case_record(tmp_path):
     end = lines[1]
     assert (end["status"], end["returncode"], end["error"]) == ("ok", 0, "")
     assert end["command"][-1] == "{json}" and end["elapsed_s"] > 0
+    assert end["machine"]["host"] == platform.node() and end["machine"]["cores"] >= 1  # where it ran
+    assert time.time() - 120 < end["started_at"] < end["ended_at"] <= time.time()
     assert (summary.ok, summary.failed, summary.timeout, summary.skipped) == (1, 0, 0, 0)
     log = (tmp_path / "logs" / "time__torch__mlp.log").read_text()
     assert "hello" in log
@@ -87,7 +91,8 @@ def test_postprocess_records_come_after_the_case_records_and_before_its_case_rec
 
     lines = results_of(tmp_path)
     assert [line["kind"] for line in lines] == ["timing", "comparison", "case"]
-    assert lines[1] == {"schema": 1, "kind": "comparison", "of": 42, "from": "c", "case_id": "c"}
+    assert lines[1] == {"schema": 1, "kind": "comparison", "of": 42, "from": "c", "case_id": "c",
+                        "machine": platform.node()}
 
 
 def test_env_is_added_to_the_inherited_environment(tmp_path):
@@ -107,7 +112,7 @@ def test_nonzero_exit_is_failed_with_the_end_of_stderr_and_the_run_goes_on(tmp_p
     ends = case_records(tmp_path)
     assert (ends["bad"]["status"], ends["bad"]["returncode"]) == ("failed", 1)
     error_lines = ends["bad"]["error"].splitlines()
-    assert len(error_lines) == runner.STDERR_TAIL_LINES
+    assert len(error_lines) == STDERR_TAIL_LINES
     assert error_lines[-1] == "ValueError: bad layer" and "line 29" in error_lines
     assert "line 5" not in error_lines
     assert ends["good"]["status"] == "ok"
@@ -175,7 +180,7 @@ def test_processes_a_case_leaves_behind_are_killed(tmp_path):
 
 
 def test_timeout_falls_back_to_sigkill_when_sigterm_is_ignored(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "KILL_GRACE_S", 0.5)
+    monkeypatch.setattr(case_process, "KILL_GRACE_S", 0.5)
     code = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
             "print('ready', flush=True)\ntime.sleep(30)\n")
     started = time.monotonic()

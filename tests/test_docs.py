@@ -21,7 +21,7 @@ from harness.errors import HarnessInputError
 from harness.layers import ACTIVATIONS, LAYER_TYPES, PADDINGS
 from harness.questions import REFERENCE_LOOP, TIMING_QUESTIONS
 from harness.spec import PRESETS, OPTIMIZER_FIELDS, ModelSpec, load_spec, parse_spec
-from harness.study_run import STUDY_SUITES, STUDY_VARIANTS
+from harness.study_suites import STUDY_SUITES, STUDY_VARIANTS
 from harness.suites import SUITES
 from harness.variants import BASELINE, parse_variant
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import numpy as np
 
@@ -68,3 +70,14 @@ def test_resume_hint_repeats_the_users_options():
     argv = ["--suite", "quick", "--backends", "torch", "--out", "x/y", "--resume", "--models", "mlp"]
     assert _options_without_out(argv) == ["--suite", "quick", "--backends", "torch", "--models", "mlp"]
     assert _options_without_out(["--out=x", "--threads", "1"]) == ["--threads", "1"]
+
+
+def test_the_local_executor_path_imports_no_ray():
+    """`--executor local` (the default) must work without the ray extra and never import it."""
+    code = ("import argparse, sys\nfrom harness.cli import build_parser\nfrom harness.run_suite import make_executor\n"
+            "args = build_parser().parse_args(['run', '--suite', 'quick'])\n"
+            "executor = make_executor(args)\n"
+            "assert (args.executor, executor.name) == ('local', 'local') and executor.threads >= 1\n"
+            "assert 'ray' not in sys.modules, 'ray was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

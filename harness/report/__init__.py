@@ -25,8 +25,9 @@ from pathlib import Path
 
 from harness.errors import HarnessInputError
 from harness.report.benchmark_view import benchmark_blocks, load_benchmark_json
-from harness.report.reading import read_run_folder
-from harness.report.render import Image, html_page, markdown
+from harness.report.machines import machine_names, machines_blocks
+from harness.report.reading import read_run_folders
+from harness.report.render import Block, Heading, Image, html_page, markdown
 from harness.report.sections import run_blocks
 
 MARKDOWN = "report.md"
@@ -41,9 +42,12 @@ class ReportPaths:
 
 
 def build_report(inputs: Sequence[Path], out_dir: Path | None = None) -> ReportPaths:
-    """Write report.md, index.html and the plot PNGs for one run folder or pytest-benchmark files.
+    """Write report.md, index.html and the plot PNGs for run folders or pytest-benchmark files.
 
-    out_dir defaults to the run folder, or to the folder of the first benchmark file.
+    Several run folders (or one Ray run whose cases ran on several machines) make a merged
+    report: harness/report/machines.py first, then each machine's own report. out_dir defaults
+    to the run folder (several: a merged-A+B folder beside the first), or to the folder of the
+    first benchmark file.
     """
     paths = [Path(p) for p in inputs]
     if not paths:
@@ -52,15 +56,21 @@ def build_report(inputs: Sequence[Path], out_dir: Path | None = None) -> ReportP
         if not path.exists():
             raise HarnessInputError(f"{path}: no such file or folder")
     if paths[0].is_dir():
-        if len(paths) > 1:
-            raise HarnessInputError(f"{paths[1]}: give one run folder, or only pytest-benchmark JSON files")
-        run = read_run_folder(paths[0])
-        out = Path(out_dir) if out_dir else run.folder
-        title, blocks = f"Cross-framework run report: {run.folder.name}", run_blocks(run, out)
+        for path in paths[1:]:
+            if not path.is_dir():
+                raise HarnessInputError(f"{path}: give run folders, or only pytest-benchmark JSON files")
+        runs = [run for path in paths for run in read_run_folders(path)]
+        if len(runs) == 1:
+            out = Path(out_dir) if out_dir else runs[0].folder
+            title, blocks = f"Cross-framework run report: {runs[0].folder.name}", run_blocks(runs[0], out)
+        else:
+            out = Path(out_dir) if out_dir else (paths[0] if len(paths) == 1 else default_merged_folder(paths))
+            title, blocks = merged_report(runs, out)
     else:
         benchmarks = [(path, load_benchmark_json(path)) for path in paths]
         out = Path(out_dir) if out_dir else paths[0].parent
         title, blocks = "pytest-benchmark report", benchmark_blocks(benchmarks, out)
+    out.mkdir(parents=True, exist_ok=True)
     markdown_path, page = out / MARKDOWN, out / HTML
     try:
         markdown_path.write_text(markdown(blocks, out), encoding="utf-8")
@@ -69,3 +79,19 @@ def build_report(inputs: Sequence[Path], out_dir: Path | None = None) -> ReportP
         raise HarnessInputError(f"{out}: could not write the report ({exc.strerror}); the results are unchanged, "
                                 "rerun `python -m harness report` when the folder is writable") from None
     return ReportPaths(markdown_path, page, tuple(b.path for b in blocks if isinstance(b, Image)))
+
+
+def default_merged_folder(paths: Sequence[Path]) -> Path:
+    """Where a report merging several run folders goes by default: beside the first, named after all."""
+    return paths[0].resolve().parent / ("merged-" + "+".join(p.resolve().name for p in paths))
+
+
+def merged_report(runs, out: Path) -> tuple[str, list[Block]]:
+    """The machines and their answers side by side, then each machine's own report (its plots
+    under plots-<n>/ so that two machines' plots do not overwrite each other)."""
+    names = machine_names(runs)
+    title = f"Cross-machine report: {len(runs)} machines"
+    blocks = [Heading(title, 1), *machines_blocks(runs, names)]
+    for index, (name, run) in enumerate(zip(names, runs), start=1):
+        blocks += [Heading(f"Machine {name}", 1), *run_blocks(run, out / f"machine-{index}")]
+    return title, blocks

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from harness.case_process import machine_label
 from harness.environment import ENVIRONMENT_FILE
 from harness.errors import HarnessInputError
 from harness.records import (
@@ -55,6 +56,7 @@ class RunFolder:
     has_case_records: bool
     environment: dict[str, Any] | None
     warnings: tuple[str, ...]
+    machine: str = ""  # the machine these records come from, where the folder holds several (a Ray run)
 
     def of(self, cls: type[R]) -> tuple[R, ...]:
         """The kept records of one kind, e.g. `run.of(TimingRecord)`."""
@@ -67,6 +69,15 @@ class RunFolder:
 
 def read_run_folder(folder: Path) -> RunFolder:
     """Read a run folder; keep each case's records only when its latest attempt ended ok."""
+    runs = read_run_folders(folder, split=False)
+    return runs[0]
+
+
+def read_run_folders(folder: Path, split: bool = True) -> list[RunFolder]:
+    """Read a run folder as one RunFolder per machine its cases ran on (a Ray run's cases land on
+    several; a local run's on one), so that comparisons stay within one machine. The machine of
+    a case is the `machine` of its last CaseRecord; without one (a run before Ray, a skipped
+    case) it is the machine of environment.json."""
     path = folder / RESULTS_FILE
     if not path.is_file():
         raise HarnessInputError(f"{folder}: no {RESULTS_FILE} here (is it a run folder?)")
@@ -82,17 +93,41 @@ def read_run_folder(folder: Path) -> RunFolder:
             warnings.append(f"{path}: record {index} was skipped: {exc}.")
     if any(isinstance(raw.get("schema"), int) and raw["schema"] > SCHEMA_VERSION for raw in results.records):
         warnings.append(f"{path}: written with a newer record schema than {SCHEMA_VERSION}; fields may be misread.")
-    kept, cases_ok, missing, attempt_warnings = _latest_attempts(entries, path)
     environment, environment_warning = _read_environment(folder / ENVIRONMENT_FILE)
-    return RunFolder(
-        folder=folder,
-        records={kind: tuple(r for r in kept if r.kind == kind) for kind in dict.fromkeys(r.kind for r in kept)},
-        cases_ok=cases_ok,
-        missing=tuple(missing),
-        has_case_records=any(isinstance(r, CaseRecord) for _, r in entries),
-        environment=environment,
-        warnings=tuple(warnings + attempt_warnings + environment_warning),
-    )
+    machines = {case_id: dict(record.machine) for case_id, record in entries
+                if isinstance(record, CaseRecord) and record.machine and record.status != CaseRecord.SKIPPED}
+    labels = {case_id: machine_label(machine) for case_id, machine in machines.items()}
+    default = machine_label({"host": (environment or {}).get("host")}) if not labels else \
+        max(set(labels.values()), key=list(labels.values()).count)
+    groups = dict.fromkeys(labels.get(case_id, default) for case_id, _ in entries) if split else {default: None}
+    found = []
+    for label in groups:
+        mine = entries if not split or len(groups) == 1 else [
+            (case_id, record) for case_id, record in entries if labels.get(case_id, default) == label]
+        kept, cases_ok, missing, attempt_warnings = _latest_attempts(mine, path)
+        described = next((m for c, m in machines.items() if labels[c] == label), {})
+        found.append(RunFolder(
+            folder=folder,
+            records={kind: tuple(r for r in kept if r.kind == kind) for kind in dict.fromkeys(r.kind for r in kept)},
+            cases_ok=cases_ok,
+            missing=tuple(missing),
+            has_case_records=any(isinstance(r, CaseRecord) for _, r in mine),
+            environment=_on_machine(environment, described),
+            warnings=tuple(warnings + attempt_warnings + environment_warning),
+            machine=label if len(groups) > 1 else "",
+        ))
+    return found
+
+
+def _on_machine(environment: dict[str, Any] | None, machine: dict[str, Any]) -> dict[str, Any] | None:
+    """environment.json as seen from a machine the cases ran on: its host, CPU, cores, GPU and
+    framework versions replace the driver's (a Ray run's environment.json is the driver's)."""
+    if not machine:
+        return environment
+    node = {"host": machine.get("host"), "cpu_model": machine.get("cpu_model"),
+            "available_cores": machine.get("cores"), "gpu": machine.get("gpu") or None,
+            "frameworks": machine.get("frameworks"), "ray_node_id": machine.get("ray_node_id") or None}
+    return {**(environment or {}), **{k: v for k, v in node.items() if v is not None}}
 
 
 def _latest_attempts(entries: list[tuple[str, Record]], path: Path) -> tuple[list[Record], int, list[MissingCase],
