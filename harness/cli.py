@@ -302,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
                        **_epilog("run --suite quick", "run --backends torch --models mlp --out reports/runs/mine",
                                  "run --out reports/runs/mine --resume"))
     p.add_argument("--suite", choices=list(SUITES), default="default",
-                   help="what to measure (default: default, about 16 min on 2 cores; quick about 2 min; reference about 47 min)")
+                   help="what to measure (default: default, 16–23 min on 2 cores; quick 2–3 min; reference, with the default "
+                        "study, 70–100 min)")
     p.add_argument("--out", metavar="DIR", help="run folder (default: a new folder under reports/runs/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out: skip its finished cases")
     p.add_argument("--backends", nargs="+", choices=backends, default=list(backends),
