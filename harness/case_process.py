@@ -55,8 +55,8 @@ class CaseOutcome:
 def execute_case(case, cases_dir: Path, log_path: Path, env: Mapping[str, str], threads: int,
                  machine: Mapping[str, Any] | None = None, python: str | None = None) -> CaseOutcome:
     """Run `case` (harness.case_runner.Case) in a temporary folder under `cases_dir`; kill its
-    process group on timeout or interruption. `python` replaces the argv's interpreter when the
-    case was planned on another machine (its sys.executable)."""
+    process group on timeout or interruption. `python` replaces argv[0], the interpreter of the
+    machine that planned the case, when it runs on another."""
     started_at, started = time.time(), time.monotonic()
     machine = dict(machine or {})
 
@@ -68,7 +68,7 @@ def execute_case(case, cases_dir: Path, log_path: Path, env: Mapping[str, str], 
         json_path = Path(tmp) / "records.json"
         out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
         argv = [arg.replace(JSON_TOKEN, str(json_path)).replace(THREADS_TOKEN, str(threads)) for arg in case.argv]
-        if python is not None and argv and argv[0] == case.argv[0] and Path(argv[0]).name.startswith("python"):
+        if python is not None:
             argv[0] = python
         try:
             with open(out_path, "wb") as out, open(err_path, "wb") as err:

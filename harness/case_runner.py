@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.case_process import JSON_TOKEN, THREADS_TOKEN, CaseOutcome, execute_case, machine_label
-from harness.environment import machine_identity
+from harness.environment import available_cores, machine_identity
 from harness.errors import HarnessInputError
 from harness.progress import case_progress
 from harness.records import RESULTS_FILE, CaseRecord, read_results
@@ -145,10 +145,9 @@ def run_cases(
     stop_on_failure: bool = False,
     env: Mapping[str, str] | None = None,
     executor=None,
-    threads: int | None = None,
 ) -> CaseTally:
-    """Run the cases (by default with LocalExecutor(threads), in order), appending each finished
-    one to run_dir/results.jsonl.
+    """Run the cases (by default with LocalExecutor, in order, every core), appending each
+    finished one to run_dir/results.jsonl.
 
     The caller holds lock_run_dir(run_dir) (harness/run_suite.py holds it for the whole run).
     `env` holds variables set for every case on top of this process's environment. With
@@ -158,7 +157,7 @@ def run_cases(
     """
     _check_unique_ids(cases)
     run_dir = Path(run_dir)
-    executor = executor or LocalExecutor(threads or os.cpu_count() or 1)
+    executor = executor or LocalExecutor(available_cores() or 1)
     results = run_dir / RESULTS_FILE
     done = _prepare_results(results, resume)
     todo = [case for case in cases if done.get(case.case_id) != OK]

@@ -23,6 +23,7 @@ the cases that finished are kept.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -51,7 +52,7 @@ def _run_on_node(case, env: Mapping[str, str], threads: int | None, driver_pytho
         outcome = execute_case(case, Path(tmp), log_path, {**os.environ, **env}, node_threads, machine,
                                python=sys.executable if case.argv and case.argv[0] == driver_python else None)
         log = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
-    return CaseOutcome(**{**outcome.__dict__, "log": log})
+    return dataclasses.replace(outcome, log=log)
 
 
 class RayExecutor:

@@ -63,7 +63,7 @@ def check_data(text: str) -> None:
 
 def cmd_study(args) -> int:
     from harness.run_suite import (PROJECT_ROOT, _options_without_out, check_run_folder, make_executor,
-                                   run_and_report, unavailable_backends)
+                                   run_and_report, skip_reasons)
 
     suite = STUDY_SUITES[args.suite]
     if args.data is not None:
@@ -74,8 +74,7 @@ def cmd_study(args) -> int:
     check_run_folder(out, args.resume)
     backends = tuple(dict.fromkeys(args.backends))
     executor = make_executor(args)
-    cases = plan_study_cases(suite, backends, {} if executor.name == "ray" else unavailable_backends(backends),
-                             args.data)
+    cases = plan_study_cases(suite, backends, skip_reasons(executor, backends), args.data)
     again = shlex.join(["python", "-m", "harness", "study", *_options_without_out(sys.argv[2:]), "--out", str(out),
                         "--resume"])
     return run_and_report(cases, out, args.resume, again, executor, f"{args.suite} study")

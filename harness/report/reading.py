@@ -69,8 +69,7 @@ class RunFolder:
 
 def read_run_folder(folder: Path) -> RunFolder:
     """Read a run folder; keep each case's records only when its latest attempt ended ok."""
-    runs = read_run_folders(folder, split=False)
-    return runs[0]
+    return read_run_folders(folder, split=False)[0]
 
 
 def read_run_folders(folder: Path, split: bool = True) -> list[RunFolder]:
@@ -99,11 +98,13 @@ def read_run_folders(folder: Path, split: bool = True) -> list[RunFolder]:
     labels = {case_id: machine_label(machine) for case_id, machine in machines.items()}
     default = machine_label({"host": (environment or {}).get("host")}) if not labels else \
         max(set(labels.values()), key=list(labels.values()).count)
-    groups = dict.fromkeys(labels.get(case_id, default) for case_id, _ in entries) if split else {default: None}
+    def label_of(case_id: str) -> str:
+        return labels.get(case_id, default) if split else default
+
+    groups = dict.fromkeys(label_of(case_id) for case_id, _ in entries)
     found = []
     for label in groups:
-        mine = entries if not split or len(groups) == 1 else [
-            (case_id, record) for case_id, record in entries if labels.get(case_id, default) == label]
+        mine = [(case_id, record) for case_id, record in entries if label_of(case_id) == label]
         kept, cases_ok, missing, attempt_warnings = _latest_attempts(mine, path)
         described = next((m for c, m in machines.items() if labels[c] == label), {})
         found.append(RunFolder(
