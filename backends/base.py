@@ -160,7 +160,8 @@ class Backend(ABC):
     environment record lists), `COLOR` (in plots), and capability flags: `SUPPORTS_FLOAT64`
     (can be the parity oracle), `HAS_REFERENCE_LOOP` (reference_step is implemented), and the
     convention `BN_BIASED_RUNNING_VAR` (running_var updated with the biased batch variance), and
-    `IDIOMS`, the values of the spec's training idioms it builds as written (`builds_as_written`).
+    `IDIOMS`, the values of the spec's training idioms it builds as written (`builds_as_written`),
+    and `TIMING_BUDGET_S`, the default wall time of one timing comparison (harness/replication.py).
     """
 
     name: ClassVar[str]
@@ -175,6 +176,9 @@ class Backend(ABC):
     # The spec's training idioms (harness/spec.py) whose values this backend builds differently; a
     # value not listed is built as the first one (e.g. Keras has one coupled L2: kernel_regularizer).
     IDIOMS: ClassVar[dict[str, tuple[str, ...]]] = {"l2_style": ("penalty",), "optimizer_impl": ("stock",)}
+    # `time`'s and `calibrate`'s default --budget: enough for a torch mlp A/A comparison to reach
+    # ±1% on a 2-core machine (README "How timing works").
+    TIMING_BUDGET_S: ClassVar[float] = 60.0
 
     @classmethod
     @abstractmethod

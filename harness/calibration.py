@@ -109,8 +109,7 @@ def summarize_controls(comparisons: Iterable[ComparisonRecord]) -> list[ControlS
             groups.setdefault((c.backend, c.model, c.mode, round(c.expected_ratio, 9)), []).append(c)
     found = []
     for (backend, model, mode, expected), group in sorted(groups.items()):
-        widths = np.array([c.half_width if expected == 1.0 else max(c.ratio - c.ci_low, c.ci_high - c.ratio)
-                           for c in group])
+        widths = np.array([c.ci_half_width for c in group])
         found.append(ControlSummary(
             backend, model, mode, expected, len(group),
             covered=sum(c.ci_low <= expected <= c.ci_high for c in group),

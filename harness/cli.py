@@ -277,8 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=modes, default="eager", help="(default: eager)")
     p.add_argument("--device", default="cpu", choices=devices, help="(default: cpu)")
     _add_threads(p)
-    add_replication_args(p, precision_help="target 95%% CI half-width of each comparison (default: 0.01)",
-                         budget_default=60.0)
+    add_replication_args(p, precision_help="target 95%% CI half-width of each comparison (default: 0.01)")
     p.add_argument("--json", metavar="FILE", help="write the timing, comparison and per_call records (default: none)")
 
     p = _subcommand(sub, "inspect", cmd_inspect, help="count the graph nodes one training step executes",

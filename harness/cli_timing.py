@@ -5,7 +5,7 @@ imports no framework.
 
 from __future__ import annotations
 
-from backends import backend_class
+from backends import backend_class, backend_names
 from harness.cli_checks import (
     bounded_float, bounded_int, check_memory, check_output_file, checked_variants, note_unchanged, say, write_json,
 )
@@ -32,9 +32,14 @@ def _replication(args, per_call_s: float | None = None):
     """The replication options; for a per-call cost, the target half-width `per_call_s` in seconds."""
     from harness.replication import ReplicationPlan
 
-    return ReplicationPlan(args.precision if per_call_s is None else per_call_s, args.budget,
-                           min(args.min_processes, args.max_processes), args.max_processes,
-                           "fraction" if per_call_s is None else "s")
+    return ReplicationPlan(precision=args.precision if per_call_s is None else per_call_s, budget_s=budget_s(args),
+                           min_processes=min(args.min_processes, args.max_processes),
+                           max_processes=args.max_processes, unit="fraction" if per_call_s is None else "s")
+
+
+def budget_s(args) -> float:
+    """--budget, or the framework's default (Backend.TIMING_BUDGET_S: its start and step costs)."""
+    return args.budget if args.budget is not None else backend_class(args.backend).TIMING_BUDGET_S
 
 
 def _timing_plan(args, variants, modes, aa=False, inject=0.0, reference_loop=False):
@@ -43,9 +48,10 @@ def _timing_plan(args, variants, modes, aa=False, inject=0.0, reference_loop=Fal
 
 
 def widest_half_width(records) -> float:
-    """The precision a session of arms has reached: the widest CI half-width of its comparisons
-    (each arm against the first, each control against its base); 0 for a single arm."""
-    return max(c.half_width for c in compare_against_first(records)) if len(records) > 1 else 0.0
+    """The precision a session of arms has reached: the widest CI half-width (about its estimate)
+    of its comparisons (each arm against the first, each control against its base); 0 for a
+    single arm."""
+    return max(c.ci_half_width for c in compare_against_first(records)) if len(records) > 1 else 0.0
 
 
 def cmd_time(args) -> int:
@@ -92,14 +98,16 @@ def cmd_time(args) -> int:
 
 def add_replication_args(parser, precision_help: str = "target 95%% CI half-width of every comparison, as a "
                           "fraction (default: 0.01, i.e. ±1%%)", precision_default: float = 0.01,
-                          budget_default: float = 60.0) -> None:
+                          budget_default: float | None = None) -> None:
     """How a comparison is replicated across worker processes (harness/replication.py)."""
     group = parser.add_argument_group("replication (each process builds fresh instances; README: How timing works)")
     group.add_argument("--precision", type=bounded_float(0.0, 10.0, low_open=True), default=precision_default,
                        metavar="F", help=precision_help)
+    default_text = (f"{budget_default:g}" if budget_default is not None else "the framework's: " + ", ".join(
+        f"{name} {backend_class(name).TIMING_BUDGET_S:g}" for name in backend_names()))
     group.add_argument("--budget", type=bounded_float(0.0, 86_400.0, low_open=True), default=budget_default,
                        metavar="SECONDS", help=f"wall time for the whole comparison, process start and compilation "
-                                               f"included (default: {budget_default:g}); --min-processes run even if "
+                                               f"included (default: {default_text}); --min-processes run even if "
                                                "they overrun it")
     group.add_argument("--min-processes", type=bounded_int(1, 1000), default=DEFAULT_MIN_PROCESSES, metavar="N",
                        help=f"worker processes before the precision or the budget may stop it (default: "
@@ -107,7 +115,8 @@ def add_replication_args(parser, precision_help: str = "target 95%% CI half-widt
     group.add_argument("--max-processes", type=bounded_int(1, 1000), default=40, metavar="N", help="(default: 40)")
     group.add_argument("--process-seconds", type=bounded_float(0.0, 3600.0, low_open=True),
                        default=TimingPlan.process_s, metavar="S",
-                       help=f"seconds of interleaved rounds in each process (default: {TimingPlan.process_s:g})")
+                       help=f"seconds of interleaved rounds in the first process; later ones share what is left of "
+                            f"the budget, never less (default: {TimingPlan.process_s:g})")
     group.add_argument("--rounds", type=bounded_int(1, 100_000), metavar="N",
                        help="a fixed number of rounds per process instead of --process-seconds")
     group.add_argument("--instances", type=bounded_int(1, 64), default=TimingPlan.instances, metavar="N",
@@ -203,7 +212,7 @@ def cmd_calibrate(args) -> int:
     known = []
     if args.known_cost_us > 0:
         replication = replace(_replication(args, per_call_s=args.known_cost_us * 1e-6 * 0.05),
-                              budget_s=args.budget * KNOWN_COST_BUDGET_FACTOR)
+                              budget_s=budget_s(args) * KNOWN_COST_BUDGET_FACTOR)
         record, found = measure_per_call(args.backend, args.device, args.threads, spec, f"busywait={args.known_cost_us:g}",
                                          "eager", replace(_timing_plan(args, (), ("eager",)),
                                                           instances=KNOWN_COST_INSTANCES),

@@ -135,7 +135,7 @@ def question_figure(panels: Sequence[QuestionPanel]) -> Figure:
 
 @dataclass(frozen=True)
 class HalfWidthCurve:
-    """The A/A CI half-width (a fraction, PairedRatio.half_width) one session had reached after
+    """The A/A CI half-width (a fraction, PairedRatio.ci_half_width) one session had reached after
     each of its first k processes, k = 2..n, and the wall time (s) at which process k ended."""
 
     backend: str

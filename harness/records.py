@@ -141,8 +141,15 @@ class ComparisonRecord(Record):
 
     @property
     def half_width(self) -> float:
-        """Largest distance of the CI from 1 (no effect), as a fraction."""
+        """Largest distance of the CI from 1 (no effect), as a fraction: the largest effect the
+        data still allow (an A/A comparison's: its noise floor)."""
         return max(abs(self.ci_low - 1.0), abs(self.ci_high - 1.0))
+
+    @property
+    def ci_half_width(self) -> float:
+        """Largest distance of the CI from the estimate, as a fraction of it: the precision
+        reached (what --precision targets), whatever the effect."""
+        return max(self.ratio - self.ci_low, self.ci_high - self.ratio) / self.ratio
 
     @property
     def judgement(self) -> stats.Verdict:

@@ -9,6 +9,19 @@ them interleaved (harness/timing.py: measure); harness/stats.py turns the per-pr
 into one CI. Workers run strictly one at a time (two timing processes would time each other),
 each launched through harness/parent_death.py so none outlives this process.
 
+How the budget is spent (Kalibera & Jones, ISMM 2013: repeat at the level whose variance
+dominates, as often as its cost allows). On this machine the between-process variance of a
+paired log ratio is indistinguishable from zero once each process holds 8 instances per arm
+(40 A/A and injected comparisons, torch and Keras mlp: a process's estimate varies exactly as
+its rounds' noise over their number predicts), so what narrows a CI is rounds, and the half-width
+goes as t(n-1) / sqrt(all rounds). A process's start (imports, building, warming) buys no rounds,
+so processes should be few, but t(n-1) is large for few: with Keras's 13-15 s start in 120 s,
+4-5 processes give the narrowest CI. So the first process runs `process_s` of rounds and shows
+what a process costs before its rounds and how noisy its rounds are; each later one runs as many
+seconds of rounds as `planned_processes` of them need to reach the precision (rounds scale as
+1/half-width squared), capped by an equal share of the budget left, less the start cost, and
+never less than `process_s` (next_process_s).
+
 This process imports no framework: a worker imports exactly one. The budget counts everything
 (process start, imports, building, compiling); a new process starts only if the last one's wall
 time still fits in what is left, except that min_processes always run: fewer give no verdict at
@@ -19,6 +32,7 @@ shows by how much) rather than end with nothing to say.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -38,6 +52,7 @@ PRECISION_REACHED = "precision reached"
 BUDGET_SPENT = "budget spent"
 MAX_PROCESSES = "maximum number of processes reached"
 STDERR_TAIL_LINES = 15
+NORMAL_95 = 1.96
 # A verdict needs 3 processes (stats.MIN_PROCESSES), but the 95% t quantile is 4.30 at 3 and 3.18
 # at 4: the fourth process narrows the CI 1.56x (quantile and sqrt(n)), more than any later one.
 # Measured: TensorFlow eager mlp (17 s processes) detected a 2% slowdown in 9 of 20 comparisons
@@ -52,6 +67,9 @@ class ReplicationPlan:
     min_processes: int = DEFAULT_MIN_PROCESSES
     max_processes: int = 40
     unit: str = "fraction"  # what `precision` is: "fraction" (of a ratio) or "s" (seconds, e.g. per call)
+    # Processes the budget is shared over (one more than the minimum: the variance over processes
+    # gets one more degree of freedom, and precision may still stop it after min_processes).
+    planned_processes: int = DEFAULT_MIN_PROCESSES + 1
 
     def format(self, value: float) -> str:
         return f"±{value:.2%}" if self.unit == "fraction" else f"±{value * 1e6:.2f} µs"
@@ -103,18 +121,27 @@ def run_replicated(backend: str, device: str, threads: int, spec: ModelSpec, pla
     begin = time.perf_counter()
     per_process: list[list[TimingRecord]] = []
     ends: list[float] = []
+    process_plan = plan
     with tempfile.TemporaryDirectory(prefix="harness-time-") as folder:
         while True:
             index = len(per_process)
             started = time.perf_counter()
             per_process.append(_run_worker(Path(folder), index, {
                 "backend": backend, "device": device, "threads": threads, "spec": spec.to_dict(),
-                "plan": asdict(plan), "process": index, "seed": int(session, 16) + index, "session": session,
+                "plan": asdict(process_plan), "process": index, "seed": int(session, 16) + index, "session": session,
             }))
             now = time.perf_counter()
             ends.append(now - begin)
             merged = merge_processes(per_process, ends)
-            reached = precision_of(merged) if len(per_process) > 1 else float("inf")
+            if index == 0:  # its CI over rounds alone plans the later processes; it stops nothing
+                first_half_width = precision_of(merged)
+            reached = precision_of(merged) if index > 0 else float("inf")
+            last_s, start_cost_s = now - started, (now - started) - process_plan.process_s
+            if plan.rounds is None:
+                process_plan = replace(plan, process_s=next_process_s(
+                    plan.process_s, first_half_width, replication, replication.budget_s - (now - begin),
+                    len(per_process), start_cost_s))
+                last_s = max(0.0, start_cost_s) + process_plan.process_s  # what the next one will take
             progress(f"process {index + 1} done in {now - started:.0f} s; CI half-width {replication.format(reached)} "
                      f"after {now - begin:.0f} s (target {replication.format(replication.precision)}, "
                      f"budget {replication.budget_s:.0f} s)")
@@ -122,11 +149,26 @@ def run_replicated(backend: str, device: str, threads: int, spec: ModelSpec, pla
                 reason = PRECISION_REACHED
             elif len(per_process) >= replication.max_processes:
                 reason = MAX_PROCESSES
-            elif now - begin + (now - started) > replication.budget_s and len(per_process) >= replication.min_processes:
+            elif now - begin + last_s > replication.budget_s and len(per_process) >= replication.min_processes:
                 reason = BUDGET_SPENT
             else:
                 continue
             return Replicated(merge_processes(per_process, ends, reason), reason, now - begin, reached, replication)
+
+
+def next_process_s(first_s: float, first_half_width: float, replication: ReplicationPlan, budget_left_s: float,
+                   done: int, start_cost_s: float) -> float:
+    """Seconds of rounds for the next process, from the first one (`first_s` seconds of rounds
+    whose one-process CI had `first_half_width`): what each of `planned_processes` processes
+    needs for their t-interval to reach the precision, if rounds are all that vary; at most an
+    equal share of the budget left over the processes still planned (at least one), less what a
+    process costs before its rounds (`start_cost_s`); never below `first_s`."""
+    planned = replication.planned_processes
+    per_process = first_half_width / NORMAL_95  # its CI over rounds: a percentile bootstrap, about normal
+    wanted = stats.t_quantile(planned) * per_process / math.sqrt(planned)
+    needed_s = first_s * (wanted / replication.precision) ** 2 if math.isfinite(wanted) else math.inf
+    share_s = budget_left_s / max(1, planned - done) - max(0.0, start_cost_s)
+    return max(first_s, min(needed_s, share_s))
 
 
 def _run_worker(folder: Path, index: int, job: dict) -> list[TimingRecord]:

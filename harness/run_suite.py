@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 from backends import REFERENCE, backend_class, parity_partners
+from harness.calibration import KNOWN_COST_BUDGET_FACTOR
 from harness.case_runner import (
     CASES_DIR, LOCK_FILE, LOGS_DIR, THREADS_TOKEN, Case, CasesInterrupted, LocalExecutor, ResultsNotWritten,
     latest_case_status, lock_run_dir, run_cases,
@@ -112,9 +113,10 @@ def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
             cases.append(Case(f"inspect/{backend}/{model}", argv, TIMEOUT_S["inspect"], f"inspect {backend} {model}",
                               6.0 + 3.0 * len(suite.inspect_variants), skip, exclusive=False))
         if suite.calibration:
+            budget_s = suite.calibration_budget_s or cls.TIMING_BUDGET_S
             argv = _command("calibrate", "--backend", backend, "--model", PERCALL_MODEL, "--threads", threads,
-                            "--comparisons", str(suite.calibration), "--budget", f"{suite.calibration_budget_s:g}")
-            expected = (suite.calibration + 1) * suite.calibration_budget_s
+                            "--comparisons", str(suite.calibration), "--budget", f"{budget_s:g}")
+            expected = (suite.calibration + KNOWN_COST_BUDGET_FACTOR) * budget_s
             cases.append(Case(f"calibrate/{backend}/{PERCALL_MODEL}", argv, _timeout(expected),
                               f"calibrate {backend} {PERCALL_MODEL}", expected, unavailable.get(backend, ""),
                               ok_returncodes=(0, 1)))  # 1: a target missed; its records say which

@@ -80,8 +80,15 @@ class PairedRatio:
 
     @property
     def half_width(self) -> float:
-        """Largest distance of the CI from 1 (no effect), as a fraction."""
+        """Largest distance of the CI from 1 (no effect), as a fraction: the largest effect the
+        data still allow (an A/A comparison's: its noise floor)."""
         return max(abs(self.ci_low - 1.0), abs(self.ci_high - 1.0))
+
+    @property
+    def ci_half_width(self) -> float:
+        """Largest distance of the CI from the estimate, as a fraction of it: the precision
+        reached (what --precision targets), whatever the effect."""
+        return max(self.ratio - self.ci_low, self.ci_high - self.ratio) / self.ratio
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,11 @@ def _trimmed_mean(values, axis=-1):
     return np.take(ordered, range(cut, n - cut), axis=axis).mean(axis=axis)
 
 
+def t_quantile(processes: int) -> float:
+    """Student's t quantile of the CI over `processes` per-process estimates (n - 1 degrees of freedom)."""
+    return float(_scipy_stats().t.ppf(0.5 + CONFIDENCE / 2, processes - 1))
+
+
 def across_processes(per_round, process_of_round=None) -> Estimate:
     """The mean over processes of each process's trimmed mean of `per_round`, with a 95% CI.
 
@@ -166,8 +178,7 @@ def across_processes(per_round, process_of_round=None) -> Estimate:
             return Estimate(mean, float(values.min()), float(values.max()), (mean,))
         low, high = _percentile_bootstrap((values,), _trimmed_mean, vectorized=True)
         return Estimate(mean, low, high, (mean,))
-    half = float(_scipy_stats().t.ppf(0.5 + CONFIDENCE / 2, len(groups) - 1) * estimates.std(ddof=1)
-                 / np.sqrt(len(groups)))
+    half = float(t_quantile(len(groups)) * estimates.std(ddof=1) / np.sqrt(len(groups)))
     return Estimate(mean, mean - half, mean + half, tuple(float(e) for e in estimates))
 
 

@@ -55,12 +55,12 @@ class TimingPlan:
 
     variants: tuple[str, ...]
     modes: tuple[str, ...] = ("eager",)
-    # Defaults measured on a 2-core machine (torch mlp A/A, 60 s): the between-process (instance and
-    # layout) spread, about 1%, dominates the round noise, so many short processes with many
-    # instances each beat few long ones (Kalibera & Jones); short rounds give more pairs for the
-    # same time, and a round's noise barely depends on its length (0.05 s rounds: ±1.2-1.3%
-    # half-width in 60 s; 0.01 s rounds, 8 instances, 4 s per process: ±0.65%).
-    process_s: float = 4.0  # seconds of rounds per process (after building and warming up)
+    # Defaults measured on a 2-core machine (torch mlp A/A, 60 s). With one instance per arm the
+    # instance (and layout) spread, about 1% between processes, dominated; 8 instances per arm
+    # average it away, leaving round noise (harness/replication.py spends the budget on rounds
+    # accordingly). Short rounds give more pairs for the same time, and a round's noise barely
+    # depends on its length (0.05 s rounds: ±1.2-1.3% half-width in 60 s; 0.01 s: ±0.65%).
+    process_s: float = 4.0  # seconds of rounds in the first process; later ones: replication.next_process_s
     rounds: int | None = None  # a fixed number of rounds per process instead of process_s
     steps: int | None = None  # per round; None: calibrated to round_s
     warmup: int = 5

@@ -243,7 +243,9 @@ SUITE_ROWS = {  # row of the suites table -> what it must say, from a Suite
     "models": lambda suite: set(suite.models),
     "budget": lambda suite: [suite.budget_s, suite.process_s, suite.instances, suite.round_s],
     "per-call": lambda suite: [suite.percall_budget_s] if suite.percall_layers else [],
-    "calibration": lambda suite: [suite.calibration, suite.calibration_budget_s] if suite.calibration else [],
+    "calibration": lambda suite: ([suite.calibration, *([suite.calibration_budget_s] if suite.calibration_budget_s else
+                                  [backend_class(name).TIMING_BUDGET_S for name in backend_names()])]
+                                  if suite.calibration else []),
     "parity variants": lambda suite: {parse_variant(v).label for v in suite.parity_variants},
     "inspect variants": lambda suite: {parse_variant(v).label for v in suite.inspect_variants},
     "devices": lambda suite: set(suite.devices),

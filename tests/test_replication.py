@@ -3,6 +3,8 @@ worker's exit code becomes an error. Workers and subprocess.run are faked: no pr
 
 from __future__ import annotations
 
+import math
+
 import json
 import os
 import subprocess
@@ -67,12 +69,15 @@ def test_merge_refuses_processes_that_timed_different_arms():
 @pytest.fixture
 def workers(monkeypatch):
     """Fake workers: each returns _process(index) and advances a fake clock by its duration
-    (`durations`, the last one repeated); `jobs` records what each was asked to do."""
-    state = SimpleNamespace(jobs=[], durations=[0.001], now=100.0)
+    (`durations`, the last one repeated, for TimingPlan's default process_s; a job with longer
+    rounds takes that much longer); `jobs` records what each was asked to do, `taken` how long."""
+    state = SimpleNamespace(jobs=[], durations=[0.001], now=100.0, taken=[])
 
     def run_worker(folder, index, job):
         state.jobs.append(job)
-        state.now += state.durations[min(index, len(state.durations) - 1)]
+        state.taken.append(state.durations[min(index, len(state.durations) - 1)]
+                           + job["plan"]["process_s"] - TimingPlan.process_s)
+        state.now += state.taken[-1]
         return _process(index)
 
     monkeypatch.setattr(replication, "_run_worker", run_worker)
@@ -100,7 +105,7 @@ def test_stops_once_precise_with_at_least_min_processes(workers, min_processes, 
     found = _run(ReplicationPlan(precision=0.01, min_processes=min_processes), precision_of, messages.append)
     assert found.stop_reason == replication.PRECISION_REACHED
     assert found.reached == 0.001
-    assert seen == list(range(2, expected + 1))  # one process: no CI to ask about
+    assert seen == list(range(1, expected + 1))  # the first process's CI over rounds plans the rest
     assert len(messages) == expected
     assert [r.processes for r in found.records] == [expected] * 2
     assert found.records[0].stop_reason == replication.PRECISION_REACHED
@@ -127,7 +132,9 @@ def test_stops_at_max_processes(workers):
     ([30.0, 5.0], 50.0, 3, 5),  # judged by the last process's time (the next one would take 5 s)
     ([30.0], 50.0, 3, 3),  # min_processes run even past the budget: fewer would give no verdict
     ([30.0], 50.0, None, 4),  # the default min_processes: 4
-    ([30.0, 5.0], 60.0, 3, 7),  # 30 s, then 5 s each: after 7 (60 s) another would pass 60 s
+    # 30 s, then 5 s (1 s start, 4 s rounds); the three still planned of 5 share the 25 s left:
+    # 1 + 7.33 s each, ending on the budget
+    ([30.0, 5.0], 60.0, 3, 5),
 ])
 def test_stops_when_another_process_would_not_fit_the_budget(workers, durations, budget_s, min_processes, expected):
     workers.durations = durations
@@ -136,9 +143,52 @@ def test_stops_when_another_process_would_not_fit_the_budget(workers, durations,
     found = _run(plan, lambda records: 0.5)
     assert found.stop_reason == replication.BUDGET_SPENT
     assert found.records[0].processes == expected
-    ends = np.cumsum([durations[min(i, len(durations) - 1)] for i in range(expected)])
+    ends = np.cumsum(workers.taken)
     assert found.records[0].process_end_s == pytest.approx(tuple(ends))
     assert found.elapsed_s == pytest.approx(ends[-1])
+    if expected == 5 and budget_s == 60.0:
+        assert [job["plan"]["process_s"] for job in workers.jobs] == pytest.approx([4.0, 4.0, 22 / 3, 22 / 3, 22 / 3])
+        assert ends[-1] == pytest.approx(60.0)
+
+
+def _predicted_half_width(first_s, first_half_width, process_s, processes):
+    """The t-interval half-width of `processes` processes of `process_s` seconds of rounds each,
+    when rounds are all that vary: the first process's round SE scaled by its rounds' share."""
+    from harness.stats import t_quantile
+    per_process_se = first_half_width / 1.96 * math.sqrt(first_s / process_s)
+    return t_quantile(processes) * per_process_se / math.sqrt(processes)
+
+
+@pytest.mark.parametrize("first_half_width, budget_left_s, expected", [
+    (0.004, 50.0, "first"),  # already precise: later processes as short as the first
+    (0.03, 500.0, "needed"),  # noisy, with budget to spare: exactly what the precision needs
+    (0.03, 50.0, "share"),  # noisy, short budget: the share of what is left
+])
+def test_later_processes_get_the_rounds_the_precision_needs_within_the_budget(first_half_width, budget_left_s,
+                                                                              expected):
+    plan = ReplicationPlan(precision=0.01, budget_s=1000.0)
+    got = replication.next_process_s(4.0, first_half_width, plan, budget_left_s, done=1, start_cost_s=6.0)
+    share = budget_left_s / (plan.planned_processes - 1) - 6.0
+    if expected == "first":
+        assert got == 4.0 and _predicted_half_width(4.0, first_half_width, 4.0, 5) < 0.01
+    elif expected == "needed":
+        assert 4.0 < got < share
+        assert _predicted_half_width(4.0, first_half_width, got, plan.planned_processes) == pytest.approx(0.01)
+    else:
+        assert got == pytest.approx(share) and _predicted_half_width(4.0, first_half_width, got, 5) > 0.01
+
+
+def test_processes_after_the_first_fill_the_budget_only_as_far_as_the_precision_needs(workers):
+    workers.durations = [10.0]  # 6 s start, 4 s rounds
+
+    def precision_of(records):  # the first process's CI over its rounds: ±2%; any later CI: precise
+        return 0.02 if records[0].processes == 1 else 0.009
+
+    found = _run(ReplicationPlan(precision=0.01, budget_s=600.0), precision_of)
+    lengths = [job["plan"]["process_s"] for job in workers.jobs]
+    assert lengths[0] == TimingPlan.process_s and found.records[0].processes == 4
+    assert all(length == pytest.approx(lengths[1]) for length in lengths[1:]) and 4.0 < lengths[1] < 600 / 4
+    assert _predicted_half_width(4.0, 0.02, lengths[1], 5) == pytest.approx(0.01)
 
 
 @pytest.fixture

@@ -582,7 +582,8 @@ def test_half_width_curve_follows_the_processes(tmp_path):
     expected = []
     for k in range(2, PROCESSES + 1):
         mean, half = d[:k].mean(), scipy_stats.t.ppf(0.975, k - 1) * d[:k].std(ddof=1) / np.sqrt(k)
-        expected.append(max(abs(np.exp(mean - half) - 1), abs(np.exp(mean + half) - 1)))
+        ratio = np.exp(mean)  # the CI's half-width about its estimate, as a fraction of it
+        expected.append(max(ratio - np.exp(mean - half), np.exp(mean + half) - ratio) / ratio)
     assert (curve.backend, curve.mode) == ("torch", "eager")
     assert curve.seconds == PROCESS_ENDS[1:]
     assert np.allclose(curve.half_widths, expected, rtol=1e-9)

@@ -144,7 +144,7 @@ def half_width_curves(run: RunFolder) -> list[plots.HalfWidthCurve]:
         points = []
         for k in range(2, len(order) + 1):
             first = np.isin(process, order[:k])
-            points.append((base.process_end_s[k - 1], paired_ratio(a[first], b[first], process[first]).half_width))
+            points.append((base.process_end_s[k - 1], paired_ratio(a[first], b[first], process[first]).ci_half_width))
         if points:
             seconds, widths = zip(*points)
             curves.append(plots.HalfWidthCurve(c.backend, c.model, c.mode, seconds, widths))
