@@ -28,10 +28,8 @@ DEFAULT_INJECTED = 0.02
 # per step that varies round to round: busywait=100 net of busywait=0 came out at 122 µs ± 41 µs
 # in 109 s there); torch eager resolves 100 µs to ±2 µs.
 KNOWN_COST_US = 500.0
-# The fit times 7 arms (4 doses, 3 of the reference) of models up to 129 layers deep: one instance
-# each (the slope's instance effects vary between processes, and the CI over processes carries
-# them) and twice the comparison budget.
-KNOWN_COST_INSTANCES = 1
+# The fit times 7 arms (4 doses, 3 of the reference), one instance each (percall's default): twice
+# the comparison budget.
 KNOWN_COST_BUDGET_FACTOR = 2.0
 # The busy-wait layer also costs what calling any layer costs: a few µs in torch eager, about
 # 280 µs in Keras eager (measured: busywait=100 alone came out at 380.7 µs there). So its copies

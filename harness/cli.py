@@ -182,7 +182,7 @@ def _subcommand(sub, name: str, func, **options) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     from harness.calibration import DEFAULT_COMPARISONS, DEFAULT_INJECTED, KNOWN_COST_US
-    from harness.percall import DEFAULT_COPIES
+    from harness.percall import DEFAULT_COPIES, PERCALL_INSTANCES
     from harness.suites import SUITES
 
     parser = argparse.ArgumentParser(
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=devices, help="(default: cpu)")
     _add_threads(p)
     add_replication_args(p, precision_help="target 95%% CI half-width of the per-call cost, in µs (default: 1)",
-                         precision_default=1.0, budget_default=120.0)
+                         precision_default=1.0, budget_default=120.0, instances_default=PERCALL_INSTANCES)
     p.add_argument("--json", metavar="FILE", help="write the timing records and the per_call record (default: none)")
 
     p = _subcommand(sub, "calibrate", cmd_calibrate, help="check that the timing CIs are honest on this machine",

@@ -98,7 +98,7 @@ def cmd_time(args) -> int:
 
 def add_replication_args(parser, precision_help: str = "target 95%% CI half-width of every comparison, as a "
                           "fraction (default: 0.01, i.e. ±1%%)", precision_default: float = 0.01,
-                          budget_default: float | None = None) -> None:
+                          budget_default: float | None = None, instances_default: int = TimingPlan.instances) -> None:
     """How a comparison is replicated across worker processes (harness/replication.py)."""
     group = parser.add_argument_group("replication (each process builds fresh instances; README: How timing works)")
     group.add_argument("--precision", type=bounded_float(0.0, 10.0, low_open=True), default=precision_default,
@@ -119,9 +119,9 @@ def add_replication_args(parser, precision_help: str = "target 95%% CI half-widt
                             f"the budget, never less (default: {TimingPlan.process_s:g})")
     group.add_argument("--rounds", type=bounded_int(1, 100_000), metavar="N",
                        help="a fixed number of rounds per process instead of --process-seconds")
-    group.add_argument("--instances", type=bounded_int(1, 64), default=TimingPlan.instances, metavar="N",
+    group.add_argument("--instances", type=bounded_int(1, 64), default=instances_default, metavar="N",
                        help=f"fresh models of each arm per process; each round uses one at random (default: "
-                            f"{TimingPlan.instances}; a compiled arm compiles once per instance)")
+                            f"{instances_default}; a compiled arm compiles once per instance)")
     group.add_argument("--steps", type=bounded_int(1, 100_000),
                        help="steps per round (default: calibrated per arm to --round-seconds)")
     group.add_argument("--round-seconds", type=bounded_float(0.0, 10.0, low_open=True), default=TimingPlan.round_s,
@@ -183,9 +183,9 @@ def cmd_percall(args) -> int:
 def cmd_calibrate(args) -> int:
     from dataclasses import replace
 
-    from harness.calibration import (KNOWN_COST_BUDGET_FACTOR, KNOWN_COST_INSTANCES, KNOWN_COST_NET_OF,
+    from harness.calibration import (KNOWN_COST_BUDGET_FACTOR, KNOWN_COST_NET_OF,
                                      known_cost_passed, known_cost_sentence, summarize_controls)
-    from harness.percall import measure_per_call
+    from harness.percall import PERCALL_INSTANCES, measure_per_call
     from harness.records import PerCallRecord
     from harness.replication import run_replicated
     from harness.spec import resolve_spec
@@ -215,7 +215,7 @@ def cmd_calibrate(args) -> int:
                               budget_s=budget_s(args) * KNOWN_COST_BUDGET_FACTOR)
         record, found = measure_per_call(args.backend, args.device, args.threads, spec, f"busywait={args.known_cost_us:g}",
                                          "eager", replace(_timing_plan(args, (), ("eager",)),
-                                                          instances=KNOWN_COST_INSTANCES),
+                                                          instances=PERCALL_INSTANCES),
                                          replication, progress=lambda m: say(f"calibrate known cost: {m}"),
                                          net_of=KNOWN_COST_NET_OF)
         known += [*found.records, record]

@@ -29,6 +29,12 @@ from harness.timing import TimingPlan
 # A slope is most precise with doses far apart; the middle doses check that the cost is linear.
 DEFAULT_COPIES = (0, 32, 64, 128)
 STACKABLE = ("dropout", "activation", "batchnorm", "busywait")  # keep the shape: copies can follow each other
+# One instance per dose by default (`time`: 8 per arm). A slope varies between processes however
+# many instances a process holds (layout, hash seeds: the CI over processes carries it), and 8
+# instances of 4 arms up to 129 layers deep take 5-8 s to build, so processes buy more than
+# instances here. Measured (torch mlp eager, dropout=0, 120 s, 2026-11-23): 8 instances gave 10
+# processes and ±1.55 µs.
+PERCALL_INSTANCES = 1
 # `--layer TYPE=VALUE`: the one field VALUE sets, per type.
 MAIN_FIELD = {"dropout": "rate", "activation": "activation", "busywait": "microseconds", "batchnorm": "momentum"}
 

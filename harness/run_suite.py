@@ -105,7 +105,7 @@ def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
             for layer in suite.percall_layers if model == PERCALL_MODEL else ():
                 for mode in backend_modes:
                     argv = _command("percall", "--backend", backend, "--model", model, "--layer", layer, "--mode", mode,
-                                    "--threads", threads, "--budget", f"{suite.percall_budget_s:g}", "--instances", "1")
+                                    "--threads", threads, "--budget", f"{suite.percall_budget_s:g}")
                     cases.append(Case(f"percall/{backend}/{model}/{mode}/{layer}", argv, _timeout(suite.percall_budget_s),
                                       f"percall {backend} {model} {mode} {layer}", suite.percall_budget_s, skip))
             argv = _command("inspect", "--backend", backend, "--model", model, "--threads", threads,
