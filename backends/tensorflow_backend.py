@@ -313,9 +313,10 @@ class TensorFlowBackend(Backend):
     HAS_REFERENCE_LOOP = True
     BN_BIASED_RUNNING_VAR = True
     IDIOMS = {"l2_style": ("penalty",), "optimizer_impl": ("stock", "matched")}
-    # A Keras eager worker spends 13-15 s before its first round (import, building and warming 8
-    # instances of each arm) and its mlp step is 45-75 ms: in 60 s, 4 processes leave ~60 rounds
-    # in all, and a 2% slowdown was detected in 14 of 20 comparisons; 120 s leaves ~400.
+    # A Keras eager worker spends 13-17 s before its first round (import, building and warming 8
+    # instances of each arm) and its mlp step is 45-75 ms, so 60 s holds too few rounds: a 2%
+    # slowdown was detected in 3 of 20 calibration sessions at 60 s, 14-16 of 20 at 120 s
+    # (README: How the numbers can be trusted).
     TIMING_BUDGET_S = 120.0
 
     @classmethod

@@ -126,8 +126,8 @@ def add_replication_args(parser, precision_help: str = "target 95%% CI half-widt
                        help="steps per round (default: calibrated per arm to --round-seconds)")
     group.add_argument("--round-seconds", type=bounded_float(0.0, 10.0, low_open=True), default=TimingPlan.round_s,
                        metavar="S", help=f"how long one arm runs per round, (0, 10] (default: {TimingPlan.round_s:g})")
-    group.add_argument("--warmup", type=bounded_int(0, 10_000), default=5,
-                       help="warm-up steps per instance after the first (compiling) step (default: 5)")
+    group.add_argument("--warmup", type=bounded_int(0, 10_000), default=TimingPlan.warmup,
+                       help=f"warm-up steps per instance after the first (compiling) step (default: {TimingPlan.warmup})")
 
 
 

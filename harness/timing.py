@@ -63,7 +63,11 @@ class TimingPlan:
     process_s: float = 4.0  # seconds of rounds in the first process; later ones: replication.next_process_s
     rounds: int | None = None  # a fixed number of rounds per process instead of process_s
     steps: int | None = None  # per round; None: calibrated to round_s
-    warmup: int = 5
+    # Steps per instance after its first (compiling) one, before any round: 3 in all, so a step
+    # that compiles again on its second call (a guard that fails once) is also behind it.
+    # It was 5: with 8 instances of 3 arms of a 49 ms Keras eager step that was 6 s of every
+    # worker's ~17 s start (measured 2026-11-23), time taken from the rounds.
+    warmup: int = 2
     aa: bool = False
     inject: float = 0.0
     reference_loop: bool = False  # add Backend.reference_step, the hand-written loop: mlp, eager
