@@ -177,7 +177,7 @@ class Backend(ABC):
     # value not listed is built as the first one (e.g. Keras has one coupled L2: kernel_regularizer).
     IDIOMS: ClassVar[dict[str, tuple[str, ...]]] = {"l2_style": ("penalty",), "optimizer_impl": ("stock",)}
     # `time`'s and `calibrate`'s default --budget: enough for a torch mlp A/A comparison to reach
-    # ±1% on a 2-core machine (README "How timing works").
+    # ±1% on a 2-core machine (README "How the numbers can be trusted").
     TIMING_BUDGET_S: ClassVar[float] = 60.0
 
     @classmethod

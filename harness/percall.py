@@ -32,8 +32,8 @@ STACKABLE = ("dropout", "activation", "batchnorm", "busywait")  # keep the shape
 # One instance per dose by default (`time`: 8 per arm). A slope varies between processes however
 # many instances a process holds (layout, hash seeds: the CI over processes carries it), and 8
 # instances of 4 arms up to 129 layers deep take 5-8 s to build, so processes buy more than
-# instances here. Measured (torch mlp eager, dropout=0, 120 s, 2026-11-23): 8 instances gave 10
-# processes and ±1.55 µs.
+# instances here. Measured (torch mlp eager, dropout=0, 2026-11-23): 8 instances, ±1.55 µs after
+# 10 processes and the whole 120 s; 1 instance, ±0.92 µs after 6 processes in 57 s.
 PERCALL_INSTANCES = 1
 # `--layer TYPE=VALUE`: the one field VALUE sets, per type.
 MAIN_FIELD = {"dropout": "rate", "activation": "activation", "busywait": "microseconds", "batchnorm": "momentum"}
