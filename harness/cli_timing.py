@@ -100,7 +100,7 @@ def add_replication_args(parser, precision_help: str = "target 95%% CI half-widt
                           "fraction (default: 0.01, i.e. ±1%%)", precision_default: float = 0.01,
                           budget_default: float | None = None, instances_default: int = TimingPlan.instances) -> None:
     """How a comparison is replicated across worker processes (harness/replication.py)."""
-    group = parser.add_argument_group("replication (each process builds fresh instances; README: How timing works)")
+    group = parser.add_argument_group("replication (each process builds fresh instances; README: How the numbers can be trusted)")
     group.add_argument("--precision", type=bounded_float(0.0, 10.0, low_open=True), default=precision_default,
                        metavar="F", help=precision_help)
     default_text = (f"{budget_default:g}" if budget_default is not None else "the framework's: " + ", ".join(

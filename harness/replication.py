@@ -56,7 +56,7 @@ NORMAL_95 = 1.96
 # A verdict needs 3 processes (stats.MIN_PROCESSES), but the 95% t quantile is 4.30 at 3 and 3.18
 # at 4: the fourth process narrows the CI 1.56x (quantile and sqrt(n)), more than any later one.
 # Measured: TensorFlow eager mlp (17 s processes) detected a 2% slowdown in 9 of 20 comparisons
-# with 3 processes (median half-width ±2.0%); see README "How timing works".
+# with 3 processes (median half-width ±2.0%); see README "How the numbers can be trusted".
 DEFAULT_MIN_PROCESSES = 4
 
 
