@@ -99,7 +99,7 @@ def test_process_ids_must_match_the_rounds():
 def test_one_process_ci_is_a_bootstrap_over_its_rounds():
     rng = np.random.default_rng(7)
     values = 0.02 + 0.01 * rng.standard_normal(200)
-    values[::40] += math.log(5.0)  # five spikes, all within the trimmed 10%
+    values[::40] += math.log(5.0)  # five spikes, all within the trimmed tails
     found = stats.across_processes(values)
     assert found.process_values == (found.value,)
     assert found.value == pytest.approx(scipy_stats.trim_mean(values, stats.TRIM))
