@@ -107,7 +107,7 @@ def summarize_controls(comparisons: Iterable[ComparisonRecord]) -> list[ControlS
             groups.setdefault((c.backend, c.model, c.mode, round(c.expected_ratio, 9)), []).append(c)
     found = []
     for (backend, model, mode, expected), group in sorted(groups.items()):
-        widths = np.array([c.ci_half_width for c in group])
+        widths = np.array([c.paired.ci_half_width for c in group])
         found.append(ControlSummary(
             backend, model, mode, expected, len(group),
             covered=sum(c.ci_low <= expected <= c.ci_high for c in group),

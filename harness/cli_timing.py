@@ -51,7 +51,7 @@ def widest_half_width(records) -> float:
     """The precision a session of arms has reached: the widest CI half-width (about its estimate)
     of its comparisons (each arm against the first, each control against its base); 0 for a
     single arm."""
-    return max(c.ci_half_width for c in compare_against_first(records)) if len(records) > 1 else 0.0
+    return max(c.paired.ci_half_width for c in compare_against_first(records)) if len(records) > 1 else 0.0
 
 
 def cmd_time(args) -> int:

@@ -140,21 +140,14 @@ class ComparisonRecord(Record):
     expected_ratio: float | None = None
 
     @property
-    def half_width(self) -> float:
-        """Largest distance of the CI from 1 (no effect), as a fraction: the largest effect the
-        data still allow (an A/A comparison's: its noise floor)."""
-        return max(abs(self.ci_low - 1.0), abs(self.ci_high - 1.0))
-
-    @property
-    def ci_half_width(self) -> float:
-        """Largest distance of the CI from the estimate, as a fraction of it: the precision
-        reached (what --precision targets), whatever the effect."""
-        return max(self.ratio - self.ci_low, self.ci_high - self.ratio) / self.ratio
+    def paired(self) -> stats.PairedRatio:
+        """The stored numbers as the statistics module's ratio (its half-widths, its verdict)."""
+        return stats.PairedRatio(self.ratio, self.ci_low, self.ci_high, self.n_pairs, self.processes,
+                                 self.process_ratios)
 
     @property
     def judgement(self) -> stats.Verdict:
-        paired = stats.PairedRatio(self.ratio, self.ci_low, self.ci_high, self.n_pairs, self.processes)
-        return stats.verdict(f"{self.backend} {self.model} {self.a}", self.b, paired, self.noise_floor)
+        return stats.verdict(f"{self.backend} {self.model} {self.a}", self.b, self.paired, self.noise_floor)
 
     @property
     def verdict(self) -> str:

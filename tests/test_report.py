@@ -444,8 +444,8 @@ def _replicated_session(backend: str, mode: str, base_s: float, seed: int) -> li
     injected = arm("baseline", "baseline (+2% injected)", 1.02, "injected")
     absent, zero = arm("dropout=absent", "dropout=absent", 1.0), arm("dropout=0", "dropout=0", 1.01)
     aa_cmp = _comparison(base, aa, AA_CONTROL, None)
-    return [base, aa, injected, absent, zero, aa_cmp, _comparison(base, injected, INJECTED_CONTROL, aa_cmp.half_width),
-            _comparison(absent, zero, "dropout_p0_cost", aa_cmp.half_width)]
+    return [base, aa, injected, absent, zero, aa_cmp, _comparison(base, injected, INJECTED_CONTROL, aa_cmp.paired.half_width),
+            _comparison(absent, zero, "dropout_p0_cost", aa_cmp.paired.half_width)]
 
 
 def _replicated_cases() -> list:

@@ -162,7 +162,7 @@ def _control_line(session: list[ComparisonRecord], run: RunFolder) -> VerdictLin
     aa = next((c for c in session if c.question == AA_CONTROL), None)
     injected = next((c for c in session if c.question == INJECTED_CONTROL), None)
     parts = ["no A/A control"] if aa is None else [
-        f"A/A noise floor ±{aa.half_width * 100:.1f}% "
+        f"A/A noise floor ±{aa.paired.half_width * 100:.1f}% "
         f"(A/A ratio {aa.ratio:.3f}, 95% CI {aa.ci_low:.3f}-{aa.ci_high:.3f})"]
     detected = injected is not None and injected.verdict == SLOWER
     if injected is None:
