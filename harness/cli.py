@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "run --out reports/runs/mine --resume"))
     p.add_argument("--suite", choices=list(SUITES), default="default",
                    help="what to measure (default: default, 16–23 min on 2 cores; quick 2–3 min; reference, with the default "
-                        "study, 70–100 min)")
+                        "study, 46–100 min)")
     p.add_argument("--out", metavar="DIR", help="run folder (default: a new folder under reports/runs/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out: skip its finished cases")
     p.add_argument("--backends", nargs="+", choices=backends, default=list(backends),

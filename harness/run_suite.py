@@ -131,8 +131,7 @@ def plan_cases(args, unavailable: dict[str, str] | None = None) -> list[Case]:
 def _replication_args(suite, budget_s: float) -> tuple[str, ...]:
     """A timing case's replication options: the suite's budget and process settings (its many arms
     need fewer instances and shorter rounds than `time`'s defaults; precision: the default ±1%).
-    Per-call and calibration cases keep the commands' defaults but for the budget (and, for
-    per-call, one instance: a compiled arm compiles once per instance)."""
+    Per-call and calibration cases keep the commands' defaults but for the budget."""
     return ("--budget", f"{budget_s:g}", "--process-seconds", f"{suite.process_s:g}",
             "--instances", str(suite.instances), "--round-seconds", f"{suite.round_s:g}")
 
