@@ -316,8 +316,9 @@ class TensorFlowBackend(Backend):
     # On a 2-core AMD EPYC a Keras eager worker spent 13-17 s before its first round (import,
     # building and warming 8 instances of each arm) and its mlp step was 45-75 ms, so 60 s held
     # too few rounds: a 2% slowdown was detected in 3 of 20 calibration sessions at 60 s, 14-17
-    # of 20 at 120 s (README: How the numbers can be trusted). On a 2-core Intel Xeon (17 ms step, 6 s start) the
-    # same calibration stopped at precision after 40-52 s and detected 20 of 20: the budget is a cap.
+    # of 20 at 120 s (README: How the numbers can be trusted). On a 2-core Intel Xeon (17 ms
+    # step, 6 s start) the same calibration stopped at precision after 40-52 s and detected 20 of
+    # 20: the budget is a cap.
     TIMING_BUDGET_S = 120.0
 
     @classmethod
