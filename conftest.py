@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from backends import backend_names, create_backend
-from harness.cli import DEFAULT_THREADS as THREADS
+from harness.cli.arguments import DEFAULT_THREADS as THREADS
 from harness.errors import HarnessInputError
 
 

@@ -15,7 +15,7 @@ is numpy float32 in this layout, so weights move between frameworks unchanged:
 - flatten order: NCHW (C, H, W); a dense or BatchNorm layer fed by a flattened feature map sees
   its features in that order. (Keras flattens NHWC, so its backend permutes those weights.)
 - running_var is whatever the framework keeps: PyTorch updates it with the unbiased batch
-  variance, Keras with the biased one. harness/parity.py accounts for the difference; backends
+  variance, Keras with the biased one. harness/parity/checks.py accounts for the difference; backends
   do not hide it.
 
 Each backend module imports its framework lazily (inside methods), so a missing framework costs
@@ -35,8 +35,8 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from harness.errors import HarnessInputError
-from harness.layers import Layer
-from harness.spec import ModelSpec
+from harness.model.layers import Layer
+from harness.model.spec import ModelSpec
 
 Weights = dict[str, np.ndarray]
 EVAL_BATCH = 1024
@@ -161,7 +161,7 @@ class Backend(ABC):
     (can be the parity oracle), `HAS_REFERENCE_LOOP` (reference_step is implemented), and the
     convention `BN_BIASED_RUNNING_VAR` (running_var updated with the biased batch variance), and
     `IDIOMS`, the values of the spec's training idioms it builds as written (`builds_as_written`),
-    and `TIMING_BUDGET_S`, the default wall time of one timing comparison (harness/replication.py).
+    and `TIMING_BUDGET_S`, the default wall time of one timing comparison (harness/timing/replication.py).
     """
 
     name: ClassVar[str]
@@ -173,7 +173,7 @@ class Backend(ABC):
     SUPPORTS_FLOAT64: ClassVar[bool] = False
     HAS_REFERENCE_LOOP: ClassVar[bool] = False
     BN_BIASED_RUNNING_VAR: ClassVar[bool] = False  # Keras: True; PyTorch: False (see the module docstring)
-    # The spec's training idioms (harness/spec.py) whose values this backend builds differently; a
+    # The spec's training idioms (harness/model/spec.py) whose values this backend builds differently; a
     # value not listed is built as the first one (e.g. Keras has one coupled L2: kernel_regularizer).
     IDIOMS: ClassVar[dict[str, tuple[str, ...]]] = {"l2_style": ("penalty",), "optimizer_impl": ("stock",)}
     # `time`'s and `calibrate`'s default --budget: enough for a torch mlp A/A comparison to reach

@@ -7,7 +7,7 @@ to the canonical (PyTorch) layout of backends/base.py:
 - Keras flattens NHWC (H, W, C), PyTorch NCHW (C, H, W): the rows of a dense kernel, and the
   vectors of a BatchNorm, fed by a flattened feature map are permuted between the two orders.
 - BatchNorm: Keras's momentum convention is the spec's; moving_variance is updated with the
-  biased batch variance (PyTorch: unbiased). Not hidden here; harness/parity.py accounts for it.
+  biased batch variance (PyTorch: unbiased). Not hidden here; harness/parity/checks.py accounts for it.
 - Regularizers: keras L1(l1) / L2(l2) compute their penalty even at 0.0 (as PyTorch's explicit
   penalty does). Keras's L1L2 silently skips a zero term, so when both l1 and l2 are present we
   use a two-term regularizer that always computes both: the same work in both frameworks.
@@ -35,17 +35,33 @@ from typing import Callable
 
 import numpy as np
 
-from backends.base import Availability, Backend, GraphCount, Model, Weights, layer_builder
+from backends.base import (
+    Availability,
+    Backend,
+    GraphCount,
+    Model,
+    Weights,
+    layer_builder,
+)
 from harness.errors import BackendUnavailable
-from harness.layers import Activation, BatchNorm, BusyWait, Conv2D, Dense, Dropout, Flatten, MaxPool2D
-from harness.spec import ModelSpec, infer_shapes
-from harness.spin import spin
+from harness.model.layers import (
+    Activation,
+    BatchNorm,
+    BusyWait,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+)
+from harness.model.spec import ModelSpec, infer_shapes
+from harness.model.spin import spin
 
 
 def _import_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
 
     return tf, keras
 
@@ -127,7 +143,7 @@ def _kernel_options(keras, layer, seed: int) -> dict:
 @functools.cache
 def _busywait_class(keras):
     class BusyWaitLayer(keras.layers.Layer):
-        """The identity that spins a known time per call (harness.layers.BusyWait); in a
+        """The identity that spins a known time per call (harness.model.layers.BusyWait); in a
         tf.function the Python runs once, at tracing, so only eager steps pay it."""
 
         def __init__(self, seconds: float):

@@ -2,7 +2,7 @@
 
 Modes: "eager", and "compiled" = torch.compile of the loss function (forward + loss + penalties;
 AOTAutograd compiles the backward with it) and of optimizer.step (PyTorch's recipe for compiling
-the optimizer). Conventions translated from the spec (see harness/spec.py):
+the optimizer). Conventions translated from the spec (see harness/model/spec.py):
 - BatchNorm momentum: PyTorch's is 1 - Keras's. Epsilon passed explicitly (defaults differ).
 - "same" padding is TensorFlow's (odd pixel at bottom/right, any stride): explicit F.pad when
   the padding is asymmetric; PyTorch's own padding="same" rejects strides > 1.
@@ -27,11 +27,28 @@ from typing import Callable
 
 import numpy as np
 
-from backends.base import Availability, Backend, GraphCount, Model, Weights, layer_builder
+from backends.base import (
+    Availability,
+    Backend,
+    GraphCount,
+    Model,
+    Weights,
+    layer_builder,
+)
 from harness.errors import BackendUnavailable
-from harness.layers import Activation, BatchNorm, BusyWait, Conv2D, Dense, Dropout, Flatten, MaxPool2D, same_padding
-from harness.spec import PRESETS, ModelSpec, infer_shapes
-from harness.spin import spin
+from harness.model.layers import (
+    Activation,
+    BatchNorm,
+    BusyWait,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+    same_padding,
+)
+from harness.model.spec import PRESETS, ModelSpec, infer_shapes
+from harness.model.spin import spin
 
 
 def _pads(size_hw, window, strides, padding) -> tuple[int, int, int, int] | None:
@@ -75,7 +92,7 @@ def _batchnorm(torch, in_shape, layer):
 @functools.cache
 def _busywait_class(torch):
     class BusyWaitModule(torch.nn.Module):
-        """The identity that spins a known time per forward call (harness.layers.BusyWait)."""
+        """The identity that spins a known time per forward call (harness.model.layers.BusyWait)."""
 
         def __init__(self, seconds: float):
             super().__init__()

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from backends import registry
-from harness.data import synthetic_batch
-from harness.spec import PRESETS
+from harness.model.spec import PRESETS
+from harness.model.synthetic import synthetic_batch
 
 SPEC = PRESETS["mlp"]
 BACKENDS = tuple(name for name, cls in registry().items() if cls.HAS_REFERENCE_LOOP)

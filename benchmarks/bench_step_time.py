@@ -1,6 +1,6 @@
 """The benchmark matrix: backend x model x variant x device x mode, one training step each.
 
-`pytest --benchmark-only` runs it; `--suite quick|default|full` sizes it (harness/suites.py: the
+`pytest --benchmark-only` runs it; `--suite quick|default|full` sizes it (harness/suite/suites.py: the
 suite's timing variants and modes, for every backend of the registry that has the mode).
 Benchmarks are grouped by backend/model/device/mode, so pytest-benchmark's table puts the
 variants of one group side by side (dropout present vs removed, BN before vs after, l2
@@ -10,14 +10,12 @@ the first step (compile/trace) and warm-up rounds are excluded by benchmark.peda
 
 from __future__ import annotations
 
-import pytest
-
 from backends import registry
-from harness.data import synthetic_batch
-from harness.run_suite import distinct_variants
-from harness.spec import PRESETS, model_cost
-from harness.suites import SUITES
-from harness.variants import variant_spec
+from harness.model.spec import PRESETS, model_cost
+from harness.model.synthetic import synthetic_batch
+from harness.model.variants import variant_spec
+from harness.suite.planning import distinct_variants
+from harness.suite.suites import SUITES
 
 
 def pytest_generate_tests(metafunc):

@@ -9,12 +9,12 @@ For strictly one framework per process, select one: `-k torch` or `-k tensorflow
 
 from __future__ import annotations
 
-from harness.cli import DEFAULT_THREADS
+from harness.cli.arguments import DEFAULT_THREADS
 
 
 def pytest_addoption(parser):
     parser.addoption("--suite", choices=["quick", "default", "full"], default="quick",
-                     help="benchmark matrix size (harness/suites.py): quick <= 3 min on 2 cores")
+                     help="benchmark matrix size (harness/suite/suites.py): quick <= 3 min on 2 cores")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -22,6 +22,6 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from harness.environment import collect_environment
+    from harness.results.environment import collect_environment
 
     machine_info["harness_environment"] = collect_environment(DEFAULT_THREADS)

@@ -5,7 +5,7 @@ rules are conservative and stated once, here:
 
 - Arms are measured interleaved; round r of arm A and round r of arm B form a pair, and the
   effect is the per-pair log ratio log(time_B / time_A) (drift in machine speed cancels in a pair).
-- A comparison runs in several worker processes (harness/replication.py). Every round of one
+- A comparison runs in several worker processes (harness/timing/replication.py). Every round of one
   process shares that process's memory layout, allocator state and model instances, so rounds
   are not independent draws: a CI over all rounds as if they were is too narrow (two of two
   200-round A/A tests in one process excluded 1). Levels are therefore kept apart (Kalibera &
@@ -51,6 +51,10 @@ def _scipy_stats():
 CONFIDENCE = 0.95
 N_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 20261122
+# Resampled values held at once by one bootstrap, per sample (each costs a float64 value and an
+# int64 index: 2**21 of them are 32 MB). A run's pooled step times reach 10^4 rounds, and
+# N_RESAMPLES resamples of them all at once took 2.3 GB.
+BOOTSTRAP_BATCH_VALUES = 2**21
 
 SLOWER = "slower"
 FASTER = "faster"
@@ -111,12 +115,20 @@ def summarize(times) -> Summary:
 
 
 def _percentile_bootstrap(samples: tuple, statistic, **options) -> tuple[float, float]:
-    """95% percentile-bootstrap CI of `statistic`, with the fixed seed (reproducible reports)."""
+    """95% percentile-bootstrap CI of `statistic`, with the fixed seed (reproducible reports).
+
+    The resamples are drawn and evaluated in batches of at most BOOTSTRAP_BATCH_VALUES values per
+    sample, so memory does not grow with the sample size. The CI is the same bootstrap; only for
+    a sample of more than BOOTSTRAP_BATCH_VALUES / N_RESAMPLES (about 200) values are the random
+    draws consumed in another order than in one batch, which moves the CI by bootstrap noise only.
+    """
+    largest = max(np.shape(sample)[-1] for sample in samples)
     result = _scipy_stats().bootstrap(
         samples,
         statistic,
         confidence_level=CONFIDENCE,
         n_resamples=N_RESAMPLES,
+        batch=max(1, min(N_RESAMPLES, BOOTSTRAP_BATCH_VALUES // max(largest, 1))),
         method="percentile",
         rng=np.random.default_rng(BOOTSTRAP_SEED),
         **options,
@@ -226,7 +238,9 @@ def dose_response_difference(times_by_dose: dict[float, Sequence[float]],
 
 def unpaired_ratio(a_times, b_times) -> PairedRatio:
     """median(b) / median(a) for samples that were NOT interleaved (e.g. two frameworks, each
-    timed in its own process), with a 95% bootstrap CI that resamples each side independently."""
+    timed in its own process), with a 95% percentile-bootstrap CI that resamples each side
+    independently (N_RESAMPLES resamples, drawn in batches: memory stays bounded however many
+    rounds each side has; see _percentile_bootstrap)."""
     a = np.asarray(a_times, dtype=float)
     b = np.asarray(b_times, dtype=float)
     if a.size == 0 or b.size == 0:

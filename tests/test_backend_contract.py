@@ -8,11 +8,11 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from harness.data import synthetic_batch
 from harness.errors import HarnessInputError
-from harness.layers import LAYER_TYPES
-from harness.spec import PRESETS, load_spec, model_cost
-from harness.variants import variant_spec
+from harness.model.layers import LAYER_TYPES
+from harness.model.spec import PRESETS, load_spec, model_cost
+from harness.model.synthetic import synthetic_batch
+from harness.model.variants import variant_spec
 
 EXAMPLE = "tests/specs/issue_example.json"
 
@@ -125,7 +125,7 @@ def test_dropout_probe_semantics(backend):
 def test_apply_gradients_is_one_optimizer_step(backend):
     from dataclasses import replace
 
-    from harness.spec import Optimizer
+    from harness.model.spec import Optimizer
 
     spec = replace(PRESETS["mlp"], optimizer=Optimizer("sgd", lr=0.5))
     model = backend.build(spec)

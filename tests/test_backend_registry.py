@@ -15,8 +15,8 @@ import pytest
 
 import backends
 from backends import REFERENCE, backend_class, backend_names, parity_partners, registry
-from harness.cli import main
-from harness.run_suite import plan_cases
+from harness.cli.main import main
+from harness.suite.planning import plan_cases
 
 TORCH2_MODULE = '''"""A second torch backend under another name (test only)."""
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.records import TimingRecord
+from harness.results.records import TimingRecord
 
 REPO = Path(__file__).resolve().parents[1]
 HANG_GUARD_S = 120

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import case_process
-from harness.case_process import STDERR_TAIL_LINES
-from harness.case_runner import Case, CasesInterrupted, latest_case_status, run_cases
 from harness.errors import EXIT_SKIPPED, HarnessInputError
-from harness.records import RESULTS_FILE, SCHEMA_VERSION, read_results
+from harness.results.records import RESULTS_FILE, SCHEMA_VERSION, read_results
+from harness.running import worker
+from harness.running.runner import Case, CasesInterrupted, latest_case_status, run_cases
+from harness.running.worker import STDERR_TAIL_LINES
 
 WRITE_ONE = (
     f"import json, sys; json.dump([{{'schema': {SCHEMA_VERSION}, 'kind': 'timing', 'value': 42}}], open(sys.argv[1], 'w'))"
@@ -181,7 +181,7 @@ def test_processes_a_case_leaves_behind_are_killed(tmp_path):
 
 
 def test_timeout_falls_back_to_sigkill_when_sigterm_is_ignored(tmp_path, monkeypatch):
-    monkeypatch.setattr(case_process, "KILL_GRACE_S", 0.5)
+    monkeypatch.setattr(worker, "KILL_GRACE_S", 0.5)
     code = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
             "print('ready', flush=True)\ntime.sleep(30)\n")
     started = time.monotonic()
@@ -374,7 +374,7 @@ def test_repeated_case_ids_are_refused(tmp_path):
 def test_a_run_folder_can_be_locked_by_one_run_only(tmp_path):
     import multiprocessing
 
-    from harness.case_runner import lock_run_dir
+    from harness.running.runner import lock_run_dir
 
     def hold(folder, ready, release):
         with lock_run_dir(folder):

@@ -88,7 +88,7 @@ def test_a_missing_device_is_a_skip_with_its_reason():
 def test_missing_tensorflow_is_a_skip_with_its_reason(monkeypatch, capsys):
     import backends.tensorflow_backend as tfb
     from backends.base import Availability
-    from harness.cli import main
+    from harness.cli.main import main
 
     monkeypatch.setattr(tfb.TensorFlowBackend, "availability",
                         classmethod(lambda cls: Availability(False, "not installed here")))

@@ -2,8 +2,8 @@
 
 Every name the code accepts (top-level fields, layer types and their fields, activations,
 paddings, optimizers) must be documented, required-or-default as the parser has it; the TOML
-example must be the JSON example; the Suites tables must say what harness/suites.py and
-harness/questions.py say. Sections are found by their headings, table rows by their first
+example must be the JSON example; the Suites tables must say what harness/suite/suites.py and
+harness/suite/questions.py say. Sections are found by their headings, table rows by their first
 cell, so a failure names the section, the row and what is missing or wrong.
 """
 
@@ -18,12 +18,19 @@ import pytest
 
 from backends import backend_class, backend_names
 from harness.errors import HarnessInputError
-from harness.layers import ACTIVATIONS, LAYER_TYPES, PADDINGS
-from harness.questions import REFERENCE_LOOP, TIMING_QUESTIONS
-from harness.spec import PRESETS, OPTIMIZER_FIELDS, ModelSpec, load_spec, parse_spec
-from harness.study_suites import STUDY_SUITES, STUDY_VARIANTS
-from harness.suites import SUITES
-from harness.variants import BASELINE, parse_variant
+from harness.model.layers import ACTIVATIONS, LAYER_TYPES, PADDINGS
+from harness.model.spec import (
+    OPTIMIZER_FIELDS,
+    PRESETS,
+    ModelSpec,
+    load_spec,
+    parse_spec,
+)
+from harness.model.variants import BASELINE, parse_variant
+from harness.study.suites import STUDY_SUITES, STUDY_VARIANTS
+from harness.suite.questions import TIMING_QUESTIONS
+from harness.suite.suites import SUITES
+from harness.timing.controls import REFERENCE_LOOP
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SPEC_HEADING = "## Model spec (JSON or TOML)"
@@ -295,7 +302,7 @@ def test_suites_table_says_what_the_suite_holds(suite_name):
         else:
             documented = {parse_variant(t).label for t in tokens(cell) if "=" in t or t == BASELINE}
         assert documented == expected(suite), f"{where}, {row}: README says {documented}, " \
-                                              f"harness/suites.py says {expected(suite)}"
+                                              f"harness/suite/suites.py says {expected(suite)}"
 
 
 @pytest.mark.parametrize("question", TIMING_QUESTIONS, ids=lambda q: q.key)

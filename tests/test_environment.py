@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from harness import environment
-from harness.environment import ENV_FLAGS, collect_environment, write_environment
-from harness.records import SCHEMA_VERSION
+from harness.results import environment
+from harness.results.environment import (
+    ENV_FLAGS,
+    collect_environment,
+    write_environment,
+)
+from harness.results.records import SCHEMA_VERSION
 
 
 def installed(name: str) -> str | None:
@@ -55,7 +59,7 @@ def test_cpu_model_comes_from_proc_cpuinfo():
 
 
 def test_collecting_does_not_import_the_frameworks():
-    code = ("import sys; from harness.environment import collect_environment; collect_environment(); "
+    code = ("import sys; from harness.results.environment import collect_environment; collect_environment(); "
             "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))")
     root = Path(environment.__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True,

@@ -7,13 +7,18 @@ import random
 import numpy as np
 import pytest
 
-from harness.data import synthetic_batch
-from harness.parity import check_variant
-from harness.spec import PRESETS
-from harness.timing import TimingPlan, measure
-from harness.variants import variant_spec
+from harness.model.spec import PRESETS
+from harness.model.synthetic import synthetic_batch
+from harness.model.variants import parse_variant, variant_spec
+from harness.parity.checks import check_variant
+from harness.timing.session import TimingPlan, measure, variant_arms
 
 PENALTY, DECAY = "l2=0.0001", "l2=0.0001,l2_style=weight_decay"
+
+def _plan(variants, *args, spec=PRESETS["mlp"], **kwargs) -> TimingPlan:
+    """A TimingPlan whose arms are these variants of `spec` (each parsed once, as the CLI does)."""
+    return TimingPlan(variant_arms(spec, [parse_variant(text) for text in variants]), *args, **kwargs)
+
 
 
 def test_weight_decay_groups_hold_exactly_the_l2_kernels(backend_factory):
@@ -53,7 +58,7 @@ def test_both_torch_l2_idioms_train_the_same_objective(backend_factory, optimize
                                             ("cnn", DECAY), ("mlp", f"{DECAY},optimizer=adam")])
 def test_parity_passes_for_torch_weight_decay_against_keras_l2(backend_factory, model, variant):
     pair = backend_factory("torch"), backend_factory("tensorflow")
-    records = check_variant(*pair, PRESETS[model], variant)
+    records = check_variant(*pair, PRESETS[model], parse_variant(variant))
     checks = [r for r in records if not r.info]
     assert checks and all(r.passed for r in checks), [r for r in checks if not r.passed]
     assert {"sgd_momentum_10_steps", "adam_10_steps"} <= {r.check for r in checks}
@@ -61,7 +66,7 @@ def test_parity_passes_for_torch_weight_decay_against_keras_l2(backend_factory, 
 
 def test_stock_adam_divergence_is_information_with_its_reason(backend_factory):
     pair = backend_factory("torch"), backend_factory("tensorflow")
-    records = check_variant(*pair, PRESETS["mlp"], "optimizer=adam")
+    records = check_variant(*pair, PRESETS["mlp"], parse_variant("optimizer=adam"))
     info = [r for r in records if r.info]
     assert [r.check for r in info] == ["adam_10_steps_stock_optimizer"]
     matched = next(r for r in records if r.check == "adam_10_steps")
@@ -79,7 +84,7 @@ def test_each_backend_builds_as_written_only_its_own_idioms(backend_factory):
 def test_timing_records_name_the_stock_optimizer_class(backend_factory):
     tf_backend = backend_factory("tensorflow")
     _, spec = variant_spec(PRESETS["mlp"], "optimizer=adam")
-    plan = TimingPlan(("baseline", "optimizer_impl=matched"), rounds=2, steps=1, warmup=0)
+    plan = _plan(("baseline", "optimizer_impl=matched"), spec=spec, rounds=2, steps=1, warmup=0)
     records = measure(tf_backend, spec, plan, "cpu", 2)
     assert [r.optimizer_class for r in records] == [
         "keras.src.optimizers.adam.Adam", "backends.tensorflow_backend._keras_classes.<locals>.TorchEpsilonAdam"]
@@ -107,7 +112,7 @@ def test_compiled_arms_with_zero_then_positive_weight_decay_both_compile(backend
     """torch 2.13 failed this recompile of SGD.step (SpeculationLogDivergence) with dynamo's default
     symbolic floats; the torch backend specializes floats (backends/torch_backend.py)."""
     torch_backend = backend_factory("torch")
-    plan = TimingPlan(("l2=0,l2_style=weight_decay", "l2=0.0001,l2_style=weight_decay"), ("compiled",), rounds=2,
+    plan = _plan(("l2=0,l2_style=weight_decay", "l2=0.0001,l2_style=weight_decay"), ("compiled",), rounds=2,
                       steps=1, warmup=0)
     records = measure(torch_backend, PRESETS["mlp"], plan, "cpu", 2)
     assert [r.arm for r in records] == ["l2=0,l2_style=weight_decay/compiled",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.parity import check_variant
-from harness.spec import PRESETS
+from harness.model.spec import PRESETS
+from harness.model.variants import parse_variant
+from harness.parity.checks import check_variant
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +16,7 @@ def pair(backend_factory):
 
 
 def test_mlp_baseline_passes_every_check(pair):
-    records = check_variant(*pair, PRESETS["mlp"], "baseline")
+    records = check_variant(*pair, PRESETS["mlp"], parse_variant("baseline"))
     checks = {r.check for r in records}
     assert {"forward_eval", "forward_train", "loss", "sgd_momentum_10_steps", "adam_10_steps"} <= checks
     assert any(c.startswith("dropout_fraction") for c in checks)
@@ -23,8 +24,8 @@ def test_mlp_baseline_passes_every_check(pair):
 
 
 def test_verdicts_repeat_exactly(pair):
-    first = check_variant(*pair, PRESETS["mlp"], "bn=before")
-    second = check_variant(*pair, PRESETS["mlp"], "bn=before")
+    first = check_variant(*pair, PRESETS["mlp"], parse_variant("bn=before"))
+    second = check_variant(*pair, PRESETS["mlp"], parse_variant("bn=before"))
     assert [(r.check, r.passed) for r in first] == [(r.check, r.passed) for r in second]
 
 
@@ -33,7 +34,7 @@ def test_a_wrong_flatten_order_is_caught(pair, monkeypatch):
 
     monkeypatch.setattr(tfb, "_flat_to_keras", lambda rows, hwc: rows)  # the classic NHWC/NCHW bug
     monkeypatch.setattr(tfb, "_flat_to_torch", lambda rows, hwc: rows)
-    records = {r.check: r for r in check_variant(*pair, PRESETS["cnn"], "dropout=absent")}
+    records = {r.check: r for r in check_variant(*pair, PRESETS["cnn"], parse_variant("dropout=absent"))}
     assert not records["forward_eval"].passed
     assert records["forward_eval"].max_rel_err > 1e-3
 
@@ -43,14 +44,14 @@ def test_keras_native_adam_epsilon_is_caught(pair, monkeypatch):
 
     both, _ = tfb._keras_classes()
     monkeypatch.setattr(tfb, "_keras_classes", lambda: (both, pair[1].keras.optimizers.Adam))
-    records = {r.check: r for r in check_variant(*pair, PRESETS["mlp"], "dropout=absent")}
+    records = {r.check: r for r in check_variant(*pair, PRESETS["mlp"], parse_variant("dropout=absent"))}
     assert not records["adam_10_steps"].passed
 
 
 def test_unbiased_variance_conversion_is_needed(pair, monkeypatch):
-    import harness.parity as parity
+    import harness.parity.checks as parity
 
     monkeypatch.setattr(parity, "_as_reference_running_var", lambda spec, ref, other, w, start, steps, batch: w)
-    records = {r.check: r for r in check_variant(*pair, PRESETS["mlp"], "bn=before,dropout=0")}
+    records = {r.check: r for r in check_variant(*pair, PRESETS["mlp"], parse_variant("bn=before,dropout=0"))}
     assert not records["bn_running_stats[sgd_momentum]"].passed
     assert np.isfinite(records["bn_running_stats[sgd_momentum]"].max_rel_err)

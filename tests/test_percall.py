@@ -12,12 +12,15 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessInputError
-from harness.layers import Activation, BatchNorm, BusyWait, Dropout
-from harness.percall import parse_layer_arg, per_call_estimate, sentence, with_copies
-from harness.records import PerCallRecord, TimingRecord, from_dict
-from harness.replication import ReplicationPlan
-from harness.spec import PRESETS, infer_shapes
-from harness.timing import TimingPlan
+from harness.model.layers import Activation, BatchNorm, BusyWait, Dropout
+from harness.model.spec import PRESETS, infer_shapes
+from harness.results.records import PerCallRecord, TimingRecord, from_dict
+from harness.timing.percall import (
+    parse_layer_arg,
+    per_call_estimate,
+    sentence,
+    with_copies,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 HANG_GUARD_S = 300
@@ -136,14 +139,12 @@ def test_sentence_gives_the_cost_or_its_bound():
 
 
 def test_busywait_is_refused_in_compiled_mode_before_anything_runs():
-    from harness.percall import measure_per_call
+    from harness.timing.percall import LayerArg, check_per_call
 
     with pytest.raises(HarnessInputError, match=r"--layer busywait=20: .*eager.*\(not compiled\)"):
-        measure_per_call("torch", "cpu", 1, PRESETS["mlp"], "busywait=20", "compiled", TimingPlan(()),
-                         ReplicationPlan())
+        check_per_call(LayerArg.parse("busywait=20"), None, "compiled", (0, 32))
     with pytest.raises(HarnessInputError, match="--copies 5: needs at least two different counts"):
-        measure_per_call("torch", "cpu", 1, PRESETS["mlp"], "dropout=0", "eager", TimingPlan(()), ReplicationPlan(),
-                         copies=(5, 5))
+        check_per_call(LayerArg.parse("dropout=0"), None, "eager", (5, 5))
 
 
 def test_busywait_is_the_identity_that_spins_in_torch(backend_factory, monkeypatch):

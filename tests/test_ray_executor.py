@@ -19,10 +19,10 @@ import pytest
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -c constraints-cpu.txt -e '.[ray]')")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from harness.case_runner import Case, CasesInterrupted, run_cases  # noqa: E402
 from harness.errors import HarnessInputError  # noqa: E402
-from harness.ray_executor import NODE_RESOURCE, RayExecutor  # noqa: E402
-from harness.records import RESULTS_FILE, SCHEMA_VERSION, read_results  # noqa: E402
+from harness.results.records import RESULTS_FILE, SCHEMA_VERSION, read_results  # noqa: E402
+from harness.running.ray_executor import NODE_RESOURCE, RayExecutor  # noqa: E402
+from harness.running.runner import Case, CasesInterrupted, run_cases  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

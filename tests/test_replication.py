@@ -3,24 +3,24 @@ worker's exit code becomes an error. Workers and subprocess.run are faked: no pr
 
 from __future__ import annotations
 
-import math
-
 import json
-import os
-import subprocess
+import math
 from dataclasses import replace
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from harness import replication
+from backends import backend_class
 from harness.errors import BackendUnavailable, HarnessInputError
-from harness.records import TimingRecord
-from harness.replication import ReplicationPlan, merge_processes, run_replicated
-from harness.spec import PRESETS
-from harness.timing import TimingPlan
+from harness.model.spec import PRESETS
+from harness.model.variants import parse_variants
+from harness.results.records import TimingRecord
+from harness.running.worker import read_job
+from harness.timing import replication
+from harness.timing.replication import ReplicationPlan, merge_processes, run_replicated
+from harness.timing.request import TimingRequest
+from harness.timing.session import TimingPlan, variant_arms
 
 ARMS = ("baseline/eager", "dropout=0/eager")
 
@@ -86,8 +86,11 @@ def workers(monkeypatch):
 
 
 def _run(plan: ReplicationPlan, precision_of, progress=lambda message: None):
-    return run_replicated("torch", "cpu", 2, PRESETS["mlp"], TimingPlan(("baseline", "dropout=0")), plan,
-                          precision_of, progress)
+    spec = PRESETS["mlp"]
+    arms = variant_arms(spec, parse_variants(["baseline", "dropout=0"]))
+    request = TimingRequest(backend=backend_class("torch"), device="cpu", threads=2, spec=spec,
+                            plan=TimingPlan(arms), replication=plan)
+    return run_replicated(request, precision_of, progress)
 
 
 def _processes_so_far(records) -> int:
@@ -193,20 +196,21 @@ def test_processes_after_the_first_fill_the_budget_only_as_far_as_the_precision_
 
 @pytest.fixture
 def worker_exits(monkeypatch):
-    """subprocess.run in harness.replication replaced: the fake worker writes `output` to the
-    stdout/stderr file it was given, writes `records` to its OUT path, and exits with `code`."""
+    """The worker launcher in harness.timing.replication replaced: the fake worker writes `output`
+    to the stdout/stderr file it was given, writes `records` to its OUT path, and exits with `code`."""
     state = SimpleNamespace(code=0, output="", records=None, argv=None)
 
-    def run(argv, stdin, stdout, stderr):
+    def launch(argv, stdout, stderr, env=None, timeout_s=None):
         assert stdout is stderr  # both go to the err file
         state.argv = argv
         stdout.write(state.output.encode())
+        stdout.flush()
         if state.records is not None:
             with open(argv[-1], "w", encoding="utf-8") as out:
                 json.dump([record.as_dict() for record in state.records], out)
-        return SimpleNamespace(returncode=state.code)
+        return state.code, False
 
-    monkeypatch.setattr(replication, "subprocess", SimpleNamespace(run=run, DEVNULL=subprocess.DEVNULL))
+    monkeypatch.setattr(replication, "launch", launch)
     return state
 
 
@@ -231,6 +235,5 @@ def test_a_worker_that_succeeds_returns_its_records(worker_exits, tmp_path):
     job = {"backend": "torch", "process": 0}
     assert replication._run_worker(tmp_path, 0, job) == _process(0)
     argv = worker_exits.argv
-    assert argv[1:4] == ["-m", "harness.parent_death", str(os.getpid())]
-    assert argv[5:7] == ["-m", "harness.timing_worker"]
-    assert json.loads(Path(argv[-2]).read_text(encoding="utf-8")) == job
+    assert argv[1:3] == ["-m", "harness.timing.worker"]
+    assert read_job(argv[-2]) == job

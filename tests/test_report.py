@@ -19,14 +19,21 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from backends import backend_class
-from harness import plots
 from harness.errors import HarnessInputError
-from harness.questions import AA_CONTROL, GRAPH_QUESTIONS, INJECTED_CONTROL, TIMING_QUESTIONS
-from harness.records import CaseRecord, ComparisonRecord, InspectRecord, ParityRecord, PerCallRecord, TimingRecord
-from harness.report import ReportPaths, build_report
+from harness.report import ReportPaths, build_report, plots
 from harness.report.calibration import half_width_curves
 from harness.report.reading import read_run_folder
+from harness.results.records import (
+    CaseRecord,
+    ComparisonRecord,
+    InspectRecord,
+    ParityRecord,
+    PerCallRecord,
+    TimingRecord,
+)
 from harness.stats import paired_ratio
+from harness.suite.questions import GRAPH_QUESTIONS, TIMING_QUESTIONS
+from harness.timing.controls import AA_CONTROL, INJECTED_CONTROL
 
 ROUNDS = 15
 QUESTION = {q.key: q for q in TIMING_QUESTIONS}
@@ -43,7 +50,7 @@ def _timing(backend, variant, arm, times, session, role="arm", mode="eager", inj
 
 
 def _comparison(a: TimingRecord, b: TimingRecord, question: str, noise_floor: float | None) -> ComparisonRecord:
-    """As harness.timing.compare does it: replicated arms carry their processes and spread."""
+    """As harness.timing.session.compare does it: replicated arms carry their processes and spread."""
     pr = paired_ratio(a.times_s, b.times_s, a.process_of_round or None)
     replicated = {"processes": pr.processes, "process_ratios": pr.process_ratios} if a.process_of_round else {}
     return ComparisonRecord(

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessInputError
-from harness.records import CaseRecord, PerCallRecord
 from harness.report import build_report
 from harness.report.reading import read_run_folders
+from harness.results.records import CaseRecord, PerCallRecord
 from tests.test_report import _session, _write_run
 
 

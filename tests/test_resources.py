@@ -1,7 +1,7 @@
 """Bad specs are refused quickly, before anything is allocated: the memory estimate of a model
-(harness/resources.py) and the spec file guards (harness/spec.py: load_spec).
+(harness/model/resources.py) and the spec file guards (harness/model/spec.py: load_spec).
 
-Expected sizes are computed here from the layer formulas, not read back from harness.resources.
+Expected sizes are computed here from the layer formulas, not read back from harness.model.resources.
 Nothing here allocates in proportion to a spec; a spec file that could block or run away is read
 in a child process with a time limit and an address-space limit.
 """
@@ -18,13 +18,17 @@ from pathlib import Path
 
 import pytest
 
+import harness.model.resources as resources
 from harness.errors import HarnessInputError
-from harness.layers import Conv2D, Dense, Flatten
-from harness.resources import (MemoryEstimate, available_memory_bytes, check_fits, estimate_memory,
-                               format_bytes)
-from harness.spec import PRESETS, ModelSpec, Optimizer, load_spec
-
-import harness.resources as resources
+from harness.model.layers import Conv2D, Dense, Flatten
+from harness.model.resources import (
+    MemoryEstimate,
+    available_memory_bytes,
+    check_fits,
+    estimate_memory,
+    format_bytes,
+)
+from harness.model.spec import PRESETS, ModelSpec, Optimizer, load_spec
 
 GB = 10**9
 F32 = 4
@@ -179,7 +183,7 @@ def test_nothing_is_refused_where_memory_is_unknown(monkeypatch):
 
 
 def test_importing_resources_imports_no_framework():
-    code = "import sys, harness.resources; print(sorted({'torch', 'tensorflow', 'numpy'} & set(sys.modules)))"
+    code = "import sys, harness.model.resources; print(sorted({'torch', 'tensorflow', 'numpy'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30)
     assert done.stdout.strip() == "[]", done.stderr
 
@@ -246,7 +250,7 @@ def test_unreadable_kernel_files_fall_back_to_physical_memory(monkeypatch, tmp_p
 CHILD = """
 import sys
 from harness.errors import HarnessInputError
-from harness.spec import load_spec
+from harness.model.spec import load_spec
 try:
     load_spec(sys.argv[1])
 except HarnessInputError as exc:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import case_runner
-from harness.case_runner import CASES_DIR, Case, ResultsNotWritten, run_cases
-from harness.records import RESULTS_FILE, SCHEMA_VERSION, read_results
+from harness.results.records import RESULTS_FILE, SCHEMA_VERSION, read_results
+from harness.running import runner as case_runner
+from harness.running.runner import CASES_DIR, Case, ResultsNotWritten, run_cases
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
 

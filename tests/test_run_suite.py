@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from harness.case_runner import Case
-from harness.records import TimingRecord, from_dict
-from harness.run_suite import plan_cases, question_comparisons
-from harness.timing import AA_SUFFIX
+from harness.results.records import TimingRecord, from_dict
+from harness.running.runner import Case
+from harness.suite.answers import question_comparisons
+from harness.suite.planning import RunRequest, plan_cases
+from harness.suite.suites import SUITES
+from harness.timing.controls import AA_SUFFIX
 
 
 def _arm(variant, mode, times, role="arm"):
@@ -57,26 +59,29 @@ def test_non_timing_cases_add_nothing():
 
 
 def test_plan_without_tensorflow_has_no_parity_and_no_tf_cases():
-    args = argparse.Namespace(suite="quick", variants=None, modes=None, devices=["cpu"], backends=["torch"],
-                              models=["mlp", "cnn"], threads=2)
-    ids = [case.case_id for case in plan_cases(args)]
+    suite = SUITES["quick"]
+    request = RunRequest(suite=suite, backends=("torch",), models=("mlp", "cnn"), variants=suite.timing_variants,
+                         devices=("cpu",), modes=suite.modes)
+    ids = [case.case_id for case in plan_cases(request)]
     assert ids == ["time/torch/mlp/cpu/eager", "inspect/torch/mlp", "time/torch/cnn/cpu/eager", "inspect/torch/cnn"]
-    assert all("{json}" in case.argv for case in plan_cases(args))
+    assert all("{json}" in case.argv for case in plan_cases(request))
 
 
 def test_resume_hint_repeats_the_users_options():
-    from harness.run_suite import _options_without_out
+    from harness.running.session import resume_command
 
     argv = ["--suite", "quick", "--backends", "torch", "--out", "x/y", "--resume", "--models", "mlp"]
-    assert _options_without_out(argv) == ["--suite", "quick", "--backends", "torch", "--models", "mlp"]
-    assert _options_without_out(["--out=x", "--threads", "1"]) == ["--threads", "1"]
+    assert resume_command("run", argv, Path("a b")) == ("python -m harness run --suite quick --backends torch "
+                                                       "--models mlp --out 'a b' --resume")
+    assert resume_command("study", ["--out=x", "--threads", "1"], Path("x")) == \
+        "python -m harness study --threads 1 --out x --resume"
 
 
 def test_the_local_executor_path_imports_no_ray():
     """`--executor local` (the default) must work without the ray extra and never import it."""
-    code = ("import argparse, sys\nfrom harness.cli import build_parser\nfrom harness.run_suite import make_executor\n"
+    code = ("import argparse, sys\nfrom harness.cli.main import build_parser\nfrom harness.running.session import make_executor\n"
             "args = build_parser().parse_args(['run', '--suite', 'quick'])\n"
-            "executor = make_executor(args)\n"
+            "executor = make_executor(args.executor, args.ray_address, args.threads)\n"
             "assert (args.executor, executor.name) == ('local', 'local') and executor.threads >= 1\n"
             "assert 'ray' not in sys.modules, 'ray was imported'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

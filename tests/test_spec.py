@@ -2,7 +2,7 @@
 
 Every bad input must raise HarnessInputError (never another exception type) whose message names
 the file, the layer index and the field. Expected shapes are computed here from the conv/pool
-formulas, not read back from harness.spec.
+formulas, not read back from harness.model.spec.
 """
 
 from __future__ import annotations
@@ -15,8 +15,24 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessInputError
-from harness.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, same_padding
-from harness.spec import PRESETS, ModelSpec, Optimizer, check_spec, infer_shapes, load_spec, parse_spec
+from harness.model.layers import (
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+    same_padding,
+)
+from harness.model.spec import (
+    PRESETS,
+    ModelSpec,
+    Optimizer,
+    check_spec,
+    infer_shapes,
+    load_spec,
+    parse_spec,
+)
 
 SPECS_DIR = Path(__file__).parent / "specs"
 SPEC_FILES = sorted(SPECS_DIR.glob("*.json"))

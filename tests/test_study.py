@@ -12,13 +12,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.datasets import VALIDATION_FRACTION, load_dataset, read_cifar10, split_and_standardize
 from harness.errors import HarnessInputError
-from harness.layers import BatchNorm, Dense, Dropout
-from harness.records import BNVarianceShiftRecord, StudyEpochRecord, StudyRunRecord, from_dict
-from harness.spec import ModelSpec, Optimizer
-from harness.study import StudyPlan, StudyVariant, bn_variance_shifts, initial_weights, study_spec, train_run
-from harness.study_metrics import EarlyStopping, constancy, variance_shift
+from harness.model.layers import BatchNorm, Dense, Dropout
+from harness.model.spec import ModelSpec, Optimizer
+from harness.results.records import (
+    BNVarianceShiftRecord,
+    StudyEpochRecord,
+    StudyRunRecord,
+    from_dict,
+)
+from harness.study.datasets import (
+    VALIDATION_FRACTION,
+    load_dataset,
+    read_cifar10,
+    split_and_standardize,
+)
+from harness.study.metrics import EarlyStopping, constancy, variance_shift
+from harness.study.train import (
+    StudyPlan,
+    StudyVariant,
+    bn_variance_shifts,
+    initial_weights,
+    study_spec,
+    train_run,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -19,11 +19,17 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from harness.records import BNVarianceShiftRecord, CaseRecord, Record, StudyEpochRecord, StudyRunRecord
 from harness.report.reading import read_run_folder
 from harness.report.render import Image, html_page, markdown
 from harness.report.study import study_blocks
-from harness.study_ledger import (
+from harness.results.records import (
+    BNVarianceShiftRecord,
+    CaseRecord,
+    Record,
+    StudyEpochRecord,
+    StudyRunRecord,
+)
+from harness.study.ledger import (
     AGREE,
     BN_BEFORE_DROPOUT,
     BN_ONLY,

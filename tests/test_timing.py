@@ -8,8 +8,16 @@ import pytest
 
 from backends.base import Availability, Backend, Model
 from harness.errors import HarnessInputError
-from harness.spec import PRESETS, model_cost
-from harness.timing import TimingPlan, compare_against_first, measure
+from harness.model.spec import PRESETS, model_cost
+from harness.model.variants import parse_variant
+from harness.timing.controls import compare_against_first
+from harness.timing.session import Arm, TimingPlan, measure, variant_arms
+
+
+def _plan(variants, *args, spec=PRESETS["mlp"], **kwargs) -> TimingPlan:
+    """A TimingPlan whose arms are these variants of `spec` (each parsed once, as the CLI does)."""
+    return TimingPlan(variant_arms(spec, [parse_variant(text) for text in variants]), *args, **kwargs)
+
 
 
 class _FakeModel(Model):
@@ -54,7 +62,7 @@ class _FakeBackend(Backend):
 
 def test_arms_roles_and_pairing():
     backend = _FakeBackend()
-    plan = TimingPlan(("dropout=absent", "dropout=0"), ("eager",), rounds=6, steps=2, warmup=1, aa=True, inject=0.05)
+    plan = _plan(("dropout=absent", "dropout=0"), ("eager",), rounds=6, steps=2, warmup=1, aa=True, inject=0.05)
     records = measure(backend, PRESETS["mlp"], plan, "cpu", 2)
     assert [r.arm for r in records] == ["dropout=absent/eager", "dropout=0/eager",
                                         "dropout=absent/eager (A/A copy)", "dropout=absent/eager (+5% injected)"]
@@ -68,7 +76,7 @@ def test_arms_roles_and_pairing():
 def test_every_round_runs_every_arm_once_in_a_varying_order():
     backend = _FakeBackend()
     variants = ("dropout=absent", "dropout=0", "bn=before", "bn=after")
-    plan = TimingPlan(variants, rounds=20, steps=1, warmup=0)
+    plan = _plan(variants, rounds=20, steps=1, warmup=0)
     measure(backend, PRESETS["mlp"], plan, "cpu", 2)
     timed = backend.log[-80:]  # 20 rounds x 4 arms x 1 step, after the first calls and calibration
     rounds = [timed[i:i + 4] for i in range(0, 80, 4)]
@@ -78,7 +86,7 @@ def test_every_round_runs_every_arm_once_in_a_varying_order():
 
 
 def test_comparisons_use_the_aa_floor_and_name_the_controls():
-    plan = TimingPlan(("baseline", "dropout=0"), rounds=5, steps=1, warmup=0, aa=True, inject=0.05)
+    plan = _plan(("baseline", "dropout=0"), rounds=5, steps=1, warmup=0, aa=True, inject=0.05)
     records = measure(_FakeBackend(), PRESETS["mlp"], plan, "cpu", 2)
     comparisons = compare_against_first(records)
     assert [c.question for c in comparisons] == ["", "aa_control", "injected_control"]
@@ -87,7 +95,7 @@ def test_comparisons_use_the_aa_floor_and_name_the_controls():
 
 
 def test_each_mode_gets_its_own_controls():
-    plan = TimingPlan(("baseline", "dropout=0"), ("eager", "compiled"), rounds=4, steps=1, warmup=0, aa=True,
+    plan = _plan(("baseline", "dropout=0"), ("eager", "compiled"), rounds=4, steps=1, warmup=0, aa=True,
                       inject=0.05)
     records = measure(_FakeBackend(), PRESETS["mlp"], plan, "cpu", 2)
     controls = [(r.arm, r.role) for r in records if r.role != "arm"]
@@ -98,11 +106,11 @@ def test_each_mode_gets_its_own_controls():
 
 
 def test_reference_loop_needs_the_mlp_baseline():
-    plan = TimingPlan(("dropout=0",), reference_loop=True)
+    plan = _plan(("dropout=0",), reference_loop=True)
     with pytest.raises(HarnessInputError, match="reference-loop"):
         measure(_FakeBackend(), PRESETS["mlp"], plan, "cpu", 2)
     with pytest.raises(HarnessInputError, match="reference-loop"):
-        measure(_FakeBackend(), PRESETS["cnn"], TimingPlan(("baseline",), reference_loop=True), "cpu", 2)
+        measure(_FakeBackend(), PRESETS["cnn"], _plan(("baseline",), reference_loop=True), "cpu", 2)
 
 
 def test_model_cost_of_the_mlp_by_hand():
@@ -139,7 +147,7 @@ TWO_ARMS = ("dropout=absent", "dropout=0")
 
 def _three_instances(rounds: int, steps: int = 1) -> TimingPlan:
     """Two arms, three instances each; short calibration of steps (the fake steps cost nothing)."""
-    return TimingPlan(TWO_ARMS, rounds=rounds, steps=steps, warmup=0, instances=3, round_s=0.001)
+    return _plan(TWO_ARMS, rounds=rounds, steps=steps, warmup=0, instances=3, round_s=0.001)
 
 
 def test_instances_are_built_per_arm_in_an_interleaved_order():
@@ -187,11 +195,11 @@ def test_rounds_process_session_and_instances_are_recorded(rounds):
 def test_a_variant_given_twice_is_refused(variants, named):
     backend = _CountingBackend()
     with pytest.raises(HarnessInputError, match=f"{re.escape(named)} given twice"):
-        measure(backend, PRESETS["mlp"], TimingPlan(variants, rounds=2, steps=1, warmup=0), "cpu", 2)
+        measure(backend, PRESETS["mlp"], _plan(variants, rounds=2, steps=1, warmup=0), "cpu", 2)
     assert backend.builds == []  # refused before anything is built
 
 
 def test_a_named_spec_given_twice_is_refused():
-    named = (("k", PRESETS["mlp"].to_dict()), ("k", PRESETS["mlp"].to_dict()))
+    named = (Arm("k", PRESETS["mlp"]), Arm("k", PRESETS["mlp"]))
     with pytest.raises(HarnessInputError, match="k/eager given twice"):
-        measure(_FakeBackend(), PRESETS["mlp"], TimingPlan((), named_specs=named, rounds=2), "cpu", 2)
+        measure(_FakeBackend(), PRESETS["mlp"], TimingPlan(named, rounds=2), "cpu", 2)

@@ -8,9 +8,17 @@ import copy
 import pytest
 
 from harness.errors import HarnessInputError
-from harness.layers import KERNEL_LAYERS, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D
-from harness.spec import PRESETS, ModelSpec, Optimizer, check_spec
-from harness.variants import SHORTHANDS, Variant, apply_variant, parse_variant
+from harness.model.layers import (
+    KERNEL_LAYERS,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+)
+from harness.model.spec import PRESETS, ModelSpec, Optimizer, check_spec
+from harness.model.variants import SHORTHANDS, Variant, apply_variant, parse_variant
 
 # 0 conv, 1 BN not next to a dropout, 2 pool, 3 dropout, 4 flatten, 5 dense, 6 BN right before
 # a dropout (non-default momentum, so a replacement is visible), 7 dropout, 8 head.

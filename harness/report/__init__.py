@@ -1,9 +1,9 @@
 """Turn a run folder, or pytest-benchmark JSON files, into report.md and a self-contained index.html.
 
-A run folder holds the results file (harness.records, one record per line) and the environment
-file (harness.environment). The report leads with one plain sentence per question
-(harness.questions), each with its number and CI; a question without data says "not measured in
-this run" rather than disappearing. Then come the plots (harness.plots), one table per record
+A run folder holds the results file (harness.results.records, one record per line) and the environment
+file (harness.results.environment). The report leads with one plain sentence per question
+(harness.suite.questions), each with its number and CI; a question without data says "not measured in
+this run" rather than disappearing. Then come the plots (harness.report.plots), one table per record
 kind, the cases that are missing, and the environment.
 
 The package, one concern a module: `reading` (run folder -> RunFolder), `verdicts` (the answers),

@@ -8,35 +8,70 @@ verdict (pytest-benchmark's rounds are not interleaved), and renders nothing its
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
-from harness import plots
 from harness.errors import HarnessInputError
-from harness.report.render import Block, Heading, Table, Text, facts_table, ms, save_plot
+from harness.report import plots
+from harness.report.render import (
+    Block,
+    Heading,
+    Table,
+    Text,
+    facts_table,
+    ms,
+    save_plot,
+)
+from harness.results.records import parse_json, read_small_file
 
 BENCHMARK_STATS = ("mean", "median", "stddev", "iqr", "rounds")
+OPTIONAL_STATS = ("q1", "q3")  # drawn as the whiskers where present
 EXTRA_INFO = ("backend", "model", "variant", "device", "mode", "threads")
 
 
 def load_benchmark_json(path: Path) -> dict[str, Any]:
-    """Read one `pytest --benchmark-json` file and check that it has what the report shows."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise HarnessInputError(f"{path}: not a readable JSON file ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) or "machine_info" not in data:
+    """Read one `pytest --benchmark-json` file (a regular file of at most MAX_JSON_FILE_BYTES) and
+    check that it has what the report shows, of the types it shows them as."""
+    data = parse_json(read_small_file(path), str(path))
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list) \
+            or not isinstance(data.get("machine_info"), dict):
         raise HarnessInputError(
-            f"{path}: not pytest-benchmark output (expected 'machine_info' and a 'benchmarks' list, "
+            f"{path}: not pytest-benchmark output (expected a 'machine_info' object and a 'benchmarks' list, "
             "as written by pytest --benchmark-json)")
     if not data["benchmarks"]:
         raise HarnessInputError(f"{path}: no benchmarks in this file")
+    if not isinstance(data.get("commit_info", {}), dict):
+        raise HarnessInputError(f"{path}: commit_info: {_shown(data['commit_info'])} is not an object")
     for index, bench in enumerate(data["benchmarks"]):
         stats = bench.get("stats") if isinstance(bench, dict) else None
         lacking = [f"stats.{k}" for k in BENCHMARK_STATS if not isinstance(stats, dict) or k not in stats]
         if not isinstance(bench, dict) or "name" not in bench or lacking:
             raise HarnessInputError(f"{path}: benchmarks[{index}]: missing {', '.join(['name', *lacking])}")
+        _check_benchmark(bench, f"{path}: benchmarks[{index}]")
     return data
+
+
+def _check_benchmark(bench: dict[str, Any], where: str) -> None:
+    """HarnessInputError naming the first field of one benchmark that the report cannot show: a
+    name or group that is not text (a group is grouped by, so it must be hashable), a statistic
+    that is not a finite number, extra_info that is not an object."""
+    if not isinstance(bench["name"], str):
+        raise HarnessInputError(f"{where}.name: {_shown(bench['name'])} is not a string")
+    if not isinstance(bench.get("group"), (str, type(None))):
+        raise HarnessInputError(f"{where}.group: {_shown(bench['group'])} is not a string")
+    if not isinstance(bench.get("extra_info"), (dict, type(None))):
+        raise HarnessInputError(f"{where}.extra_info: {_shown(bench['extra_info'])} is not an object")
+    for key in (*BENCHMARK_STATS, *OPTIONAL_STATS):
+        value = bench["stats"].get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise HarnessInputError(f"{where}.stats.{key}: {_shown(value)} is not a finite number")
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as it appears in an error line, cut to 40 characters."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def benchmark_blocks(files: list[tuple[Path, dict]], out: Path) -> list[Block]:
@@ -44,9 +79,10 @@ def benchmark_blocks(files: list[tuple[Path, dict]], out: Path) -> list[Block]:
     benchmarks = [bench for _, data in files for bench in data["benchmarks"]]
     groups = {bench.get("group") for bench in benchmarks}
     machine = files[0][1]["machine_info"]
+    cpu = machine.get("cpu") if isinstance(machine.get("cpu"), dict) else {}
     summary = (f"{len(benchmarks)} benchmarks in {len(groups)} group(s) from {', '.join(p.name for p, _ in files)}; "
                f"first file recorded {files[0][1].get('datetime', 'at an unrecorded time')} on "
-               f"{machine.get('node', '?')} ({machine.get('cpu', {}).get('brand_raw', 'unrecorded CPU')}), "
+               f"{machine.get('node', '?')} ({cpu.get('brand_raw', 'unrecorded CPU')}), "
                f"Python {machine.get('python_version', '?')}.")
     blocks: list[Block] = [
         Heading("pytest-benchmark report", 1),

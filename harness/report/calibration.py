@@ -1,14 +1,14 @@
 """The calibration section: do this machine's timing CIs mean what they say?
 
 Controls are comparisons whose true ratio is known (ComparisonRecord.expected_ratio): an A/A copy
-(1) and an injected slowdown (1 + the delay). harness.calibration summarizes them per backend,
+(1) and an injected slowdown (1 + the delay). harness.timing.calibration summarizes them per backend,
 model, mode and known ratio (coverage: how often the 95% CI contained the known ratio; CI
 half-widths; detection: how often an injected slowdown was called "slower") and checks per-call
 records of a busy-wait layer against their known cost; this module lays those summaries out as a
 sentence per backend and tables. It also recomputes, for the half-width plot, the A/A CI
 half-width each session had reached after each of its processes.
 
-Constraints: the numbers and the pass/FAIL rules are harness.calibration's and harness.stats';
+Constraints: the numbers and the pass/FAIL rules are harness.timing.calibration's and harness.stats';
 this module measures nothing and renders nothing itself (it returns blocks and plot data).
 """
 
@@ -18,8 +18,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from harness import plots
-from harness.calibration import (
+import harness.report.plots as plots
+from harness.report.reading import RunFolder
+from harness.report.render import Block, Table, VerdictGroup, VerdictLine, us
+from harness.results.records import ComparisonRecord, PerCallRecord, TimingRecord
+from harness.stats import paired_ratio
+from harness.timing.calibration import (
     COVERAGE_TARGET,
     DETECTION_TARGET,
     KNOWN_COST_TOLERANCE,
@@ -30,11 +34,7 @@ from harness.calibration import (
     known_cost_sentence,
     summarize_controls,
 )
-from harness.questions import AA_CONTROL
-from harness.records import ComparisonRecord, PerCallRecord, TimingRecord
-from harness.report.reading import RunFolder
-from harness.report.render import Block, Table, VerdictGroup, VerdictLine, us
-from harness.stats import paired_ratio
+from harness.timing.controls import AA_CONTROL
 
 FEW = 10  # fewer controls than this in a setting cannot tell a 90% rate from a much lower one
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.questions import TIMING_QUESTIONS
-from harness.records import ComparisonRecord, PerCallRecord
 from harness.report.reading import RunFolder
 from harness.report.render import Block, Heading, Table, Text
-
+from harness.results.records import ComparisonRecord, PerCallRecord
+from harness.suite.questions import TIMING_QUESTIONS
 
 QUESTION_TEXT = {q.key: q.text for q in TIMING_QUESTIONS}
 

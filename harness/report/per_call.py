@@ -6,7 +6,7 @@ the layers whose name starts with "dropout"), then one sentence per record, grou
 layer, then a table. Records of a busy-wait layer (a known cost) are the method's check and go
 to the calibration section (harness.report.calibration), not here.
 
-Constraints: reads records and arranges blocks; each record's sentence is harness.percall's (the
+Constraints: reads records and arranges blocks; each record's sentence is harness.timing.percall's (the
 command line prints the same words). Nothing here measures or renders.
 """
 
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness import plots
-from harness.percall import sentence
-from harness.records import PerCallRecord
+import harness.report.plots as plots
 from harness.report.reading import RunFolder
 from harness.report.render import Block, Table, VerdictGroup, VerdictLine, ms, us
+from harness.results.records import PerCallRecord
+from harness.timing.percall import sentence
 
 DROPOUT_CLAIM = "Claim: a Dropout layer with p=0 costs time in a training step."
 

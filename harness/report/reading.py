@@ -5,23 +5,22 @@ Each case keeps its records only when its latest attempt ended ok; the other cas
 missing, with what they left out.
 
 Constraints: this module reads and never measures or renders. The file is read by
-harness.records.read_results (a truncated last line is skipped with a warning there; a corrupt
+harness.results.records.read_results (a truncated last line is skipped with a warning there; a corrupt
 line elsewhere raises HarnessInputError naming file and line). A line that is JSON but not a
-valid record (unknown kind, missing field, wrong type) is skipped with a warning naming the file,
-the record number and the error: the report never builds a verdict from it.
+valid record (unknown kind, missing field, wrong type, a ratio or time <= 0) is skipped with a
+warning naming the file, the record number and the error: the report never builds a verdict from
+it. An unusable environment.json (see _read_environment) is a warning too.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.case_process import machine_label
-from harness.environment import ENVIRONMENT_FILE
 from harness.errors import HarnessInputError
-from harness.records import (
+from harness.results.environment import ENVIRONMENT_FILE, machine_label
+from harness.results.records import (
     RESULTS_FILE,
     SCHEMA_VERSION,
     CaseRecord,
@@ -30,7 +29,9 @@ from harness.records import (
     RecordError,
     TimingRecord,
     from_dict,
+    parse_json,
     read_results,
+    read_small_file,
 )
 
 R = TypeVar("R", bound=Record)
@@ -78,7 +79,7 @@ def read_run_folders(folder: Path, split: bool = True) -> list[RunFolder]:
     a case is the `machine` of its last CaseRecord; without one (a run before Ray, a skipped
     case) it is the machine of environment.json."""
     path = folder / RESULTS_FILE
-    if not path.is_file():
+    if not path.exists():  # one that is not a regular file (a FIFO, a device) is refused by read_results
         raise HarnessInputError(f"{folder}: no {RESULTS_FILE} here (is it a run folder?)")
     results = read_results(path)
     if not results.records:
@@ -87,7 +88,7 @@ def read_run_folders(folder: Path, split: bool = True) -> list[RunFolder]:
     entries = []
     for index, raw in enumerate(results.records, start=1):
         try:
-            entries.append((str(raw.get("case_id", "")), from_dict(raw)))
+            entries.append((str(raw.get("case_id", "")), _refuse_impossible(from_dict(raw))))
         except RecordError as exc:
             warnings.append(f"{path}: record {index} was skipped: {exc}.")
     if any(isinstance(raw.get("schema"), int) and raw["schema"] > SCHEMA_VERSION for raw in results.records):
@@ -118,6 +119,25 @@ def read_run_folders(folder: Path, split: bool = True) -> list[RunFolder]:
             machine=label if len(groups) > 1 else "",
         ))
     return found
+
+
+def _refuse_impossible(record: Record) -> Record:
+    """The record, or RecordError for numbers of the right type that no measurement gives: a ratio
+    or its CI bound <= 0 (the report divides by them and takes their logs), a time <= 0."""
+    if isinstance(record, ComparisonRecord):
+        positive = ("ratio", "ci_low", "ci_high", "process_ratios", "expected_ratio")
+    elif isinstance(record, TimingRecord):
+        positive = ("median_s", "times_s")
+    else:
+        return record
+    for name in positive:
+        value = getattr(record, name)
+        values = value if isinstance(value, tuple) else () if value is None else (value,)
+        for index, item in enumerate(values):
+            if not item > 0:  # non-finite numbers were refused by from_dict
+                shown = f"{name}[{index}]" if isinstance(value, tuple) else name
+                raise RecordError(f"field {shown!r} is {item}; expected a number > 0")
+    return record
 
 
 def _on_machine(environment: dict[str, Any] | None, machine: dict[str, Any]) -> dict[str, Any] | None:
@@ -175,12 +195,14 @@ def _latest_attempts(entries: list[tuple[str, Record]], path: Path) -> tuple[lis
 
 
 def _read_environment(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
-    if not path.is_file():
+    """environment.json, or None and a warning when it is unusable (the report goes on without it):
+    not a regular file of at most MAX_JSON_FILE_BYTES, not JSON, nested too deeply, not an object."""
+    if not path.exists():
         return None, []
     try:
-        environment = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        return None, [f"{path}: not valid JSON ({exc}); the environment is not shown."]
+        environment = parse_json(read_small_file(path), str(path))
+    except HarnessInputError as exc:
+        return None, [f"{exc}; the environment is not shown."]
     if not isinstance(environment, dict):
         return None, [f"{path}: expected a JSON object; the environment is not shown."]
     return environment, []

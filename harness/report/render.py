@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 from matplotlib.figure import Figure
 
 from harness.errors import HarnessInputError
@@ -84,11 +85,16 @@ def us(seconds: float) -> str:
 
 
 def save_plot(name: str, caption: str, make: Callable[[], Figure], out: Path) -> Image:
-    """Draw a figure and save it as out/plots/<name>.png."""
+    """Draw a figure and save it as out/plots/<name>.png.
+
+    Every figure is built and drawn here with mathtext off (text.parse_math): its labels are
+    names from records and files, and a `$` in one (a variant named `$x^$`) is shown as a `$`
+    rather than parsed as a formula, which fails on a bad one. No plot uses mathtext."""
     path = out / PLOT_DIR / f"{name}.png"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        make().savefig(path)
+        with matplotlib.rc_context({"text.parse_math": False}):
+            make().savefig(path)
     except OSError as exc:
         raise HarnessInputError(f"{out}: could not write the report's plot {path.name} ({exc.strerror}); the results "
                                 "are unchanged, rerun `python -m harness report` when the folder is writable") from None

@@ -3,7 +3,7 @@ plots, one table per record kind, the cases that are missing, and the environmen
 
 Constraints: this module arranges blocks from a RunFolder (harness.report.reading) and the
 verdicts (harness.report.verdicts); it reads no file and renders nothing itself. Its only output
-is the plot PNGs, drawn by harness.plots and saved under the report folder.
+is the plot PNGs, drawn by harness.report.plots and saved under the report folder.
 """
 
 from __future__ import annotations
@@ -11,20 +11,47 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import harness.report.plots as plots
 from backends import REFERENCE
-from harness import plots
-from harness.environment import ENVIRONMENT_FILE
-from harness.questions import AA_CONTROL, CONTROLS, INJECTED_CONTROL, QUESTION_BY_KEY, TIMING_QUESTIONS
-from harness.records import RESULTS_FILE, ComparisonRecord, InspectRecord, ParityRecord, StudyRunRecord, TimingRecord
-from harness.report.calibration import busy_wait_records, calibration_blocks, half_width_curves
+from harness.report.calibration import (
+    busy_wait_records,
+    calibration_blocks,
+    half_width_curves,
+)
 from harness.report.per_call import measured_records, per_call_blocks
 from harness.report.reading import RunFolder
-from harness.report.render import Block, Heading, Table, Text, facts_table, ms, save_plot
+from harness.report.render import (
+    Block,
+    Heading,
+    Table,
+    Text,
+    facts_table,
+    ms,
+    save_plot,
+)
 from harness.report.study import study_blocks
-from harness.report.verdicts import FrameworkRatio, framework_ratios, how_to_read, verdict_groups, verdict_tone, where
+from harness.report.verdicts import (
+    FrameworkRatio,
+    framework_ratios,
+    how_to_read,
+    verdict_groups,
+    verdict_tone,
+    where,
+)
+from harness.results.environment import ENVIRONMENT_FILE
+from harness.results.records import (
+    RESULTS_FILE,
+    ComparisonRecord,
+    InspectRecord,
+    ParityRecord,
+    StudyRunRecord,
+    TimingRecord,
+)
+from harness.suite.questions import QUESTION_BY_KEY, TIMING_QUESTIONS
+from harness.timing.controls import AA_CONTROL, CONTROLS, INJECTED_CONTROL
 
 _COMPARISON_ORDER = [q.key for q in TIMING_QUESTIONS] + [*CONTROLS, ""]
-# The panel titles of comparisons that answer no question of harness.questions.
+# The panel titles of comparisons that answer no question of harness.suite.questions.
 _PANEL_TITLES = {
     AA_CONTROL: "A/A control: two identical arms of one session. The true change is 0; the CI's largest distance "
                 "from 0 is the session's noise floor.",

@@ -1,13 +1,13 @@
 """The study section: what regularization did to training, from a study run's records.
 
-The claims ledger comes first (harness.study_ledger: one row per claim and (data, model), a
+The claims ledger comes first (harness.study.ledger: one row per claim and (data, model), a
 column pair per backend: the paired-by-seed effect with its 95% CI, and the verdict), then each
 claim in words, the cross-framework agreement of the final validation accuracy, and three plots:
 accuracy curves per variant, per-layer weight constancy (no regularization against L2, one panel
 per tolerance) and BatchNorm's variance shift against the dropout rate before it, with 1/(1-p).
 A run folder without study records gets no section (study_blocks returns no block).
 
-Constraints: numbers and verdicts are harness.study_ledger's; this module arranges blocks and
+Constraints: numbers and verdicts are harness.study.ledger's; this module arranges blocks and
 draws the figures (matplotlib Figure, no pyplot), saved under the report folder by
 render.save_plot. It measures nothing, and no backend name is written into it.
 """
@@ -22,12 +22,24 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from harness import plots
-from harness.plots import backend_color
-from harness.records import BNVarianceShiftRecord, StudyEpochRecord, StudyRunRecord
+import harness.report.plots as plots
+from harness.report.plots import backend_color
 from harness.report.reading import RunFolder
-from harness.report.render import Block, Heading, Table, Text, VerdictGroup, VerdictLine, save_plot
-from harness.study_ledger import (
+from harness.report.render import (
+    Block,
+    Heading,
+    Table,
+    Text,
+    VerdictGroup,
+    VerdictLine,
+    save_plot,
+)
+from harness.results.records import (
+    BNVarianceShiftRecord,
+    StudyEpochRecord,
+    StudyRunRecord,
+)
+from harness.study.ledger import (
     CLAIMS,
     CONTRADICTED,
     DIFFER,

@@ -1,6 +1,6 @@
 """The answers of a run report: one verdict group per question, each line a plain sentence.
 
-Timing questions (harness.questions) take the sentences their comparison records derive; graph
+Timing questions (harness.suite.questions) take the sentences their comparison records derive; graph
 questions compare node counts; parity says whether every check passed; the controls say how far
 the timing verdicts can be trusted; the framework ratio compares the reference backend
 (backends.REFERENCE) with each other backend in the timings. A question without data says "not
@@ -15,20 +15,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import harness.report.plots as plots
 from backends import REFERENCE, registry
-from harness import plots
-from harness.questions import (
-    AA_CONTROL,
-    CONTROLS,
-    GRAPH_QUESTIONS,
-    INJECTED_CONTROL,
-    INJECTED_SLOWDOWN,
-    TIMING_QUESTIONS,
-    Question,
-)
-from harness.records import ComparisonRecord, InspectRecord, ParityRecord, TimingRecord
 from harness.report.reading import RunFolder
 from harness.report.render import VerdictGroup, VerdictLine
+from harness.results.records import (
+    ComparisonRecord,
+    InspectRecord,
+    ParityRecord,
+    TimingRecord,
+)
 from harness.stats import (
     FASTER,
     MIN_PROCESSES,
@@ -37,6 +33,9 @@ from harness.stats import (
     unpaired_ratio,
     verdict,
 )
+from harness.suite.questions import GRAPH_QUESTIONS, TIMING_QUESTIONS, Question
+from harness.suite.suites import INJECTED_SLOWDOWN
+from harness.timing.controls import AA_CONTROL, CONTROLS, INJECTED_CONTROL
 
 NOT_MEASURED = "Not measured in this run."
 MAX_LISTED_FAILURES = 10

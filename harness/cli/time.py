@@ -1,0 +1,167 @@
+"""`python -m harness time`, and what every timing command shares: the replication options and
+the TimingRequest they are turned into (harness/timing/request.py). The comparison runs in worker
+processes (harness/timing/replication.py); this process imports no framework.
+"""
+
+from __future__ import annotations
+
+from backends import backend_class, backend_names
+from harness.cli.arguments import (
+    add_model_args,
+    add_threads,
+    choices,
+    epilog,
+    subcommand,
+)
+from harness.cli.options import (
+    bounded_float,
+    bounded_int,
+    check_memory,
+    check_output_file,
+    note_unchanged,
+    say,
+    write_json,
+)
+from harness.model.spec import resolve_spec
+from harness.model.variants import parse_variants
+from harness.stats import MIN_PROCESSES
+from harness.timing.controls import AA_CONTROL, compare_against_first, widest_half_width
+from harness.timing.replication import run_replicated
+from harness.timing.replication_plan import DEFAULT_MIN_PROCESSES, ReplicationPlan
+from harness.timing.request import TimingRequest
+from harness.timing.session import TimingPlan, variant_arms
+
+NOISY_FLOOR = 0.05  # an A/A floor above this makes a session's small verdicts untrustworthy
+
+
+def spec_source(args) -> str:
+    """Where the command's spec came from, for messages."""
+    return args.spec or f"--model {args.model or 'mlp'}"
+
+
+def timing_request(args, modes: tuple[str, ...], arms=(), per_call_s: float | None = None, **plan) -> TimingRequest:
+    """The request of a timing command: the backend class looked up once, its modes and device
+    checked, the spec read once; `plan` sets TimingPlan fields beyond the replication options.
+    `per_call_s`: the target half-width of a per-call cost, in seconds (else --precision, a fraction)."""
+    cls = backend_class(args.backend)
+    for mode in modes:
+        cls.check_mode(mode)
+    cls.check_device(args.device)
+    check_output_file(args.json, "--json")
+    budget_s = args.budget if args.budget is not None else cls.TIMING_BUDGET_S
+    replication = ReplicationPlan(precision=args.precision if per_call_s is None else per_call_s, budget_s=budget_s,
+                                  min_processes=min(args.min_processes, args.max_processes),
+                                  max_processes=args.max_processes, unit="fraction" if per_call_s is None else "s")
+    timing_plan = TimingPlan(arms=tuple(arms), modes=modes, process_s=args.process_seconds, rounds=args.rounds,
+                             steps=args.steps, warmup=args.warmup, round_s=args.round_seconds,
+                             instances=args.instances, **plan)
+    return TimingRequest(backend=cls, device=args.device, threads=args.threads,
+                         spec=resolve_spec(args.model, args.spec), plan=timing_plan, replication=replication)
+
+
+def _note_idioms(request: TimingRequest) -> None:
+    """Say when a backend builds a variant's idiom as another one (e.g. Keras has no coupled
+    weight_decay: it builds its kernel_regularizer, the same objective)."""
+    backend = request.backend
+    for arm in request.plan.arms:
+        if not backend.builds_as_written(arm.spec):
+            idioms = ", ".join(f"{idiom} {'/'.join(values)}" for idiom, values in backend.IDIOMS.items())
+            say(f"note: {backend.name} builds {arm.label!r} with its own idiom ({idioms} only): this arm times that")
+
+
+def cmd_time(args) -> int:
+    modes = tuple(dict.fromkeys(args.mode or ["eager"]))
+    request = timing_request(args, modes, aa=args.aa, inject=args.inject_slowdown, reference_loop=args.reference_loop)
+    request = request.with_plan(arms=variant_arms(request.spec, parse_variants(args.variant)))
+    plan, spec = request.plan, request.spec
+    note_unchanged(spec, plan.arms)
+    _note_idioms(request)
+    controls = (plan.aa + (plan.inject > 0)) * len(modes) + plan.reference_loop
+    check_memory(spec_source(args), plan.arms, models=(len(plan.arms) * len(modes) + controls) * plan.instances)
+
+    found = run_replicated(request, widest_half_width, progress=lambda m: say(f"time: {m}"))
+    say(f"stopped: {found.summary()}")
+    records = found.records
+    comparisons = compare_against_first(records) if len(records) > 1 else []
+    settings = ", ".join(f"{key} {value}" for key, value in records[0].settings.items())
+    print(f"{request.backend.name} {spec.name} on {request.device}, {request.threads} threads; settings: {settings}")
+    print(f"{'arm':44} {'median ms':>10} {'IQR ms':>8} {'processes x rounds':>18} {'setup s':>8}")
+    for r in records:
+        print(f"{r.arm:44} {r.median_s * 1e3:10.3f} {r.iqr_s * 1e3:8.3f} "
+              f"{f'{r.processes} x {r.rounds // r.processes}':>18} {r.setup_s:8.2f}")
+    for c in comparisons:
+        spread = f" [per-process ratios {min(c.process_ratios):.3f}-{max(c.process_ratios):.3f}]" \
+            if c.processes > 1 else ""
+        print(c.sentence + spread)
+    for c in comparisons:
+        if c.question == AA_CONTROL and c.noise_floor is not None and c.noise_floor > NOISY_FLOOR:
+            print(f"warning: this session was noisy ({c.mode}: A/A noise floor ±{c.noise_floor:.0%}); an effect smaller "
+                  "than that cannot be told from noise here. Rerun on a quieter machine.")
+    if comparisons and found.reached > args.precision:
+        print(f"warning: the target precision ±{args.precision:.1%} was not reached (±{found.reached:.1%}: "
+              f"{found.stop_reason}); a larger --budget narrows the CIs.")
+    write_json(args.json, [*records, *comparisons])
+    return 0
+
+
+def add_replication_args(parser, precision_help: str = "target 95%% CI half-width of every comparison, as a "
+                         "fraction (default: 0.01, i.e. ±1%%)", precision_default: float = 0.01,
+                         budget_default: float | None = None, instances_default: int = TimingPlan.instances) -> None:
+    """How a comparison is replicated across worker processes (harness/timing/replication.py)."""
+    group = parser.add_argument_group("replication (each process builds fresh instances; README: How the numbers "
+                                      "can be trusted)")
+    group.add_argument("--precision", type=bounded_float(0.0, 10.0, low_open=True), default=precision_default,
+                       metavar="F", help=precision_help)
+    default_text = (f"{budget_default:g}" if budget_default is not None else "the framework's: " + ", ".join(
+        f"{name} {backend_class(name).TIMING_BUDGET_S:g}" for name in backend_names()))
+    group.add_argument("--budget", type=bounded_float(0.0, 86_400.0, low_open=True), default=budget_default,
+                       metavar="SECONDS", help=f"wall time for the whole comparison, process start and compilation "
+                                               f"included (default: {default_text}); --min-processes run even if "
+                                               "they overrun it")
+    group.add_argument("--min-processes", type=bounded_int(1, 1000), default=DEFAULT_MIN_PROCESSES, metavar="N",
+                       help=f"worker processes before the precision or the budget may stop it (default: "
+                            f"{DEFAULT_MIN_PROCESSES}; a verdict needs {MIN_PROCESSES})")
+    group.add_argument("--max-processes", type=bounded_int(1, 1000), default=40, metavar="N", help="(default: 40)")
+    group.add_argument("--process-seconds", type=bounded_float(0.0, 3600.0, low_open=True),
+                       default=TimingPlan.process_s, metavar="S",
+                       help=f"seconds of interleaved rounds in the first process; later ones share what is left of "
+                            f"the budget, never less (default: {TimingPlan.process_s:g})")
+    group.add_argument("--rounds", type=bounded_int(1, 100_000), metavar="N",
+                       help="a fixed number of rounds per process instead of --process-seconds")
+    group.add_argument("--instances", type=bounded_int(1, 64), default=instances_default, metavar="N",
+                       help=f"fresh models of each arm per process; each round uses one at random (default: "
+                            f"{instances_default}; a compiled arm compiles once per instance)")
+    group.add_argument("--steps", type=bounded_int(1, 100_000),
+                       help="steps per round (default: calibrated per arm to --round-seconds)")
+    group.add_argument("--round-seconds", type=bounded_float(0.0, 10.0, low_open=True), default=TimingPlan.round_s,
+                       metavar="S", help=f"how long one arm runs per round, (0, 10] (default: {TimingPlan.round_s:g})")
+    group.add_argument("--warmup", type=bounded_int(0, 10_000), default=TimingPlan.warmup,
+                       help=f"warm-up steps per instance after the first (compiling) step (default: {TimingPlan.warmup})")
+
+
+def add_parser(sub) -> None:
+    backends, modes, devices = choices()
+    p = subcommand(sub, "time", cmd_time, help="per-training-step time of variants, interleaved, with CIs",
+                   description="Time one training step (forward, loss, backward, update) of each variant. With two "
+                               "or more arms they are measured interleaved (every round runs every arm, in a new "
+                               "random order), replicated in worker processes, and compared with the first: the "
+                               "ratio with its 95% CI over processes, the per-process spread and a verdict.",
+                   **epilog("time --backend torch --variant dropout=absent --variant dropout=0 --aa",
+                            "time --backend tensorflow --model cnn --variant baseline --mode eager --mode compiled",
+                            "time --backend torch --variant baseline --reference-loop --json t.json"))
+    add_model_args(p)
+    p.add_argument("--backend", required=True, choices=backends, help="the framework to time (required)")
+    p.add_argument("--variant", action="append", required=True, metavar="V",
+                   help="repeatable (at least one); the first is the baseline A the others are compared with")
+    p.add_argument("--mode", action="append", choices=modes, help="repeatable (default: eager)")
+    p.add_argument("--device", default="cpu", choices=devices, help="(default: cpu)")
+    add_threads(p)
+    add_replication_args(p)
+    p.add_argument("--aa", action="store_true", help="add an A/A copy of the first arm: measures the noise floor")
+    p.add_argument("--inject-slowdown", type=bounded_float(0.0, 1.0), default=0.0, metavar="F",
+                   help="add a copy of the first arm that spins F x its step time after each step, F in [0, 1] "
+                        "(default: 0, none; e.g. 0.05)")
+    p.add_argument("--reference-loop", action="store_true",
+                   help="add a hand-written training loop (mlp preset, eager) to measure the harness's own overhead")
+    p.add_argument("--json", metavar="FILE", help="write timing and comparison records, each comparison with its "
+                                                  "verdict and sentence under 'derived' (default: none)")

@@ -1,0 +1,268 @@
+"""Durable execution of a run's cases, each in its own process: the one result stream of a run.
+
+(`python -m harness run` plans the cases in harness/suite/planning.py; this module only executes them.)
+
+An executor runs the cases and hands back each CaseOutcome as it finishes: LocalExecutor here
+(one after another on this machine, the default) or harness/running/ray_executor.py (Ray tasks on a
+cluster). Whichever ran it, this module appends each finished case to `results.jsonl` as one
+block: the case's records (each with `case_id` and `machine` added), the records derived from
+them by `postprocess`, then its CaseRecord (status, start and end times, the machine), flushed
+and fsynced, so a killed run loses only the cases in flight. A block without its CaseRecord at
+the end of the file is the trace of such a kill and is dropped. The case's stdout and stderr go
+to `logs/<case_id>.log`. A case that exits with EXIT_SKIPPED (its backend or device is not
+available here) is recorded as "skipped" with the reason it printed.
+
+Locally, cases run strictly one at a time: they are timing measurements, and a second case would
+be noise in the first. A case dies with this process, even by SIGKILL (harness/running/parent_death.py),
+so it never runs on beside the next run's cases; its temporary folder is inside the run folder's
+CASES_DIR, and leftovers of a killed run are removed when the next run starts there. A results
+write that fails (disk full, read-only) is rolled back to the last complete case and raised as
+ResultsNotWritten. This process must not import a framework (that starts thread pools that
+compete with the case being measured).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessInputError
+from harness.results.environment import available_cores, machine_identity, machine_label
+from harness.results.records import RESULTS_FILE, CaseRecord, read_results
+from harness.running.case import JSON_TOKEN, THREADS_TOKEN, Case, CaseOutcome
+from harness.running.process import execute_case
+from harness.running.progress import case_progress
+
+__all__ = ["JSON_TOKEN", "THREADS_TOKEN", "Case", "CaseTally", "CasesInterrupted", "LocalExecutor",
+           "ResultsNotWritten", "latest_case_status", "lock_run_dir", "run_cases"]
+
+LOGS_DIR = "logs"
+LOCK_FILE = ".lock"
+CASES_DIR = ".cases"  # each case's temporary folder (its records, stdout, stderr) while it runs
+
+OK, FAILED, TIMEOUT, SKIPPED, INTERRUPTED = (CaseRecord.OK, CaseRecord.FAILED, CaseRecord.TIMEOUT,
+                                              CaseRecord.SKIPPED, CaseRecord.INTERRUPTED)
+
+Postprocess = Callable[["Case", list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class CaseTally:
+    """How the cases of one run_cases call ended; `already_ok` were finished by an earlier run."""
+
+    ok: int
+    failed: int
+    timeout: int
+    skipped: int
+    already_ok: int
+    total_s: float
+    run_dir: Path
+
+
+class CasesInterrupted(KeyboardInterrupt):
+    """Ctrl-C during run_cases, after the case in flight was killed and recorded as interrupted."""
+
+    def __init__(self, tally: CaseTally):
+        super().__init__(tally)
+        self.tally = tally
+
+
+class ResultsNotWritten(Exception):
+    """Appending a finished case to the results file failed; the file was cut back to the last
+    complete case, so every earlier case is intact and only `case_id` is lost."""
+
+    def __init__(self, tally: CaseTally, case_id: str, reason: str):
+        super().__init__(f"could not append case {case_id} to {RESULTS_FILE} ({reason})")
+        self.tally, self.case_id, self.reason = tally, case_id, reason
+
+
+def latest_case_status(records: Iterable[Mapping[str, Any]], source: str = RESULTS_FILE) -> dict[str, str]:
+    """Map each case_id to the status of its last CaseRecord (HarnessInputError naming `source` for
+    a case record without a case_id or status: the file was not written by a run)."""
+    latest = {}
+    for index, record in enumerate(records, start=1):
+        if record.get("kind") == CaseRecord.kind:
+            if not isinstance(record.get("case_id"), str) or not isinstance(record.get("status"), str):
+                raise HarnessInputError(f"{source}: record {index} is a case record without a case_id "
+                                        "or status; this file was not written by `run`")
+            latest[record["case_id"]] = record["status"]
+    return latest
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run folder: two runs appending to one results.jsonl would
+    interleave their records. Raises HarnessInputError if another process holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise HarnessInputError(f"{run_dir}: another run is writing to this folder "
+                                    f"(pid {handle.read().strip() or 'unknown'})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_cases(
+    cases: Sequence[Case],
+    run_dir: Path,
+    *,
+    resume: bool,
+    postprocess: Postprocess | None = None,
+    stop_on_failure: bool = False,
+    env: Mapping[str, str] | None = None,
+    executor=None,
+) -> CaseTally:
+    """Run the cases (by default with LocalExecutor, in order, every core), appending each
+    finished one to run_dir/results.jsonl.
+
+    The caller holds lock_run_dir(run_dir) (harness/suite/planning.py holds it for the whole run).
+    `env` holds variables set for every case on top of this process's environment. With
+    `resume`, cases whose latest status is "ok" are skipped. Ctrl-C stops the executor (which
+    kills or cancels what is in flight), records every case in flight as failed "interrupted"
+    and raises CasesInterrupted.
+    """
+    _check_unique_ids(cases)
+    run_dir = Path(run_dir)
+    executor = executor or LocalExecutor(available_cores() or 1)
+    results = run_dir / RESULTS_FILE
+    done = _prepare_results(results, resume)
+    todo = [case for case in cases if done.get(case.case_id) != OK]
+    (run_dir / LOGS_DIR).mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(run_dir / CASES_DIR, ignore_errors=True)  # left by a run that was killed
+    (run_dir / CASES_DIR).mkdir()
+    counts: Counter[str] = Counter()
+    already_ok = len(cases) - len(todo)
+    started = time.monotonic()
+    in_flight: dict[str, tuple[Case, float]] = {}
+
+    def tally() -> CaseTally:
+        return CaseTally(counts[OK], counts[FAILED], counts[TIMEOUT], counts[SKIPPED], already_ok,
+                         time.monotonic() - started, run_dir)
+
+    def record(case: Case, outcome: CaseOutcome) -> None:
+        block = _block(case, outcome, postprocess)
+        try:
+            _append(results, block)
+        except OSError as exc:
+            raise ResultsNotWritten(tally(), case.case_id, exc.strerror or str(exc)) from None
+        in_flight.pop(case.case_id, None)
+        counts[outcome.status] += 1
+        progress.finish(case, outcome.status, outcome.elapsed_s)
+
+    def began(case: Case) -> None:
+        in_flight[case.case_id] = (case, time.monotonic())
+        progress.start(case)
+
+    skipped = [case for case in todo if case.skip_reason]
+    runnable = [case for case in todo if not case.skip_reason]
+    with case_progress(todo, already_ok) as progress:
+        try:
+            for case in skipped:
+                began(case)
+                record(case, CaseOutcome(SKIPPED, None, 0.0, f"skipped: {case.skip_reason}", []))
+            # closing: an interruption or an early stop ends the executor's work (Ray: cancels its tasks)
+            with contextlib.closing(executor.outcomes(runnable, run_dir, dict(env or {}), began)) as outcomes:
+                for case, outcome in outcomes:
+                    record(case, outcome)
+                    if stop_on_failure and outcome.status in (FAILED, TIMEOUT):
+                        break
+        except KeyboardInterrupt:
+            for case, case_started in list(in_flight.values()):
+                stopped = CaseRecord(case.case_id, FAILED, case.argv, time.monotonic() - case_started, INTERRUPTED)
+                with contextlib.suppress(OSError):  # the interruption is what the user must hear of
+                    _append(results, [stopped.as_dict()])
+                counts[FAILED] += 1
+                progress.finish(case, FAILED, stopped.elapsed_s)
+            raise CasesInterrupted(tally()) from None
+    return tally()
+
+
+def _check_unique_ids(cases: Sequence[Case]) -> None:
+    repeated = sorted(cid for cid, n in Counter(c.case_id for c in cases).items() if n > 1)
+    if repeated:
+        raise ValueError(f"case ids must be unique; repeated: {', '.join(repeated)}")
+
+
+def _prepare_results(results: Path, resume: bool) -> dict[str, str]:
+    """Check the results file against `resume`; return the latest status of each case in it."""
+    if not results.exists() or results.stat().st_size == 0:
+        return {}
+    if not resume:
+        raise HarnessInputError(
+            f"{results.parent}: this folder already has results; "
+            "use --resume to continue that run, or another --out")
+    found = read_results(results)
+    if found.warnings or len(found.records) > found.finished:
+        print(f"warning: {results}: ignoring an unfinished case at the end of the file "
+              "(the run was killed while writing it)", file=sys.stderr)
+    with open(results, "r+b") as handle:
+        handle.truncate(found.finished_end)
+    return latest_case_status(found.records[:found.finished], str(results))
+
+
+def log_name(case: Case) -> str:
+    return case.case_id.replace("/", "__") + ".log"
+
+
+class LocalExecutor:
+    """The default executor: the cases one after another on this machine, each in its own
+    process (harness/running/process.py), with `threads` for every case."""
+
+    name = "local"
+
+    def __init__(self, threads: int):
+        self.threads = threads
+
+    def outcomes(self, cases: Sequence[Case], run_dir: Path, env: Mapping[str, str],
+                 started: Callable[[Case], None]) -> Iterator[tuple[Case, CaseOutcome]]:
+        """Each case's outcome as it finishes; `env`: variables set on top of this environment."""
+        machine, child_env = machine_identity(), {**os.environ, **env}
+        for case in cases:
+            started(case)
+            yield case, execute_case(case, run_dir / CASES_DIR, run_dir / LOGS_DIR / log_name(case), child_env,
+                                     self.threads, machine)
+
+
+def _block(case: Case, outcome: CaseOutcome, postprocess: Postprocess | None) -> list[dict[str, Any]]:
+    """What results.jsonl gets for a finished case: records, derived records, CaseRecord. Every
+    record names the case and the machine it ran on; the CaseRecord describes that machine."""
+    derived = postprocess(case, outcome.records) if postprocess and outcome.status == OK else []
+    where = machine_label(outcome.machine) if outcome.machine else ""
+    tagged = [{**record, "case_id": case.case_id, "machine": where} for record in [*outcome.records, *derived]]
+    end = CaseRecord(case.case_id, outcome.status, case.argv, outcome.elapsed_s, outcome.error, outcome.returncode,
+                     outcome.started_at, outcome.ended_at, outcome.machine)
+    return [*tagged, end.as_dict()]
+
+
+def _append(results: Path, records: list[dict[str, Any]]) -> None:
+    """Append one block and fsync it; on failure cut the file back to where the block began."""
+    text = "".join(json.dumps(record) + "\n" for record in records)
+    size = results.stat().st_size if results.exists() else 0
+    try:
+        with open(results, "a", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.truncate(results, size)
+        raise

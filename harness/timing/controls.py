@@ -1,0 +1,91 @@
+"""Controls of a timing session, and the paired comparison every verdict is made with.
+
+A session's controls are copies of each mode's first arm (its "base"): an A/A copy, other
+instances timed the same way, whose ratio to the base is pure noise (that mode's noise floor);
+an injected copy that spins a known fraction of the base's step time after every step (a
+slowdown the statistics must detect); and, for the mlp in eager mode, a hand-written training
+loop against which the harness's own step is compared. A control's TimingRecord names its base
+(`base`); records written before schema 5 did not, and their base is read from the arm label.
+
+`compare` is the one function that turns two arms of a session into a ComparisonRecord; the
+commands, the suite's answers and the report all use it. Nothing here measures.
+"""
+
+from __future__ import annotations
+
+from harness import stats
+from harness.results.records import ComparisonRecord, TimingRecord
+
+# The `question` of the comparisons that calibrate a session rather than answer a question.
+AA_CONTROL = "aa_control"
+INJECTED_CONTROL = "injected_control"
+CONTROLS = (AA_CONTROL, INJECTED_CONTROL)
+CONTROL_QUESTIONS = {"aa": AA_CONTROL, "injected": INJECTED_CONTROL}
+# The arm of a hand-written training loop (Backend.reference_step), compared with the harness's own.
+REFERENCE_LOOP = "hand-written loop"
+AA_SUFFIX = " (A/A copy)"
+BASELINE_EAGER = ("baseline", "eager")  # the harness step the hand-written loop is compared with
+
+
+def base_of(control: TimingRecord, records: list[TimingRecord]) -> TimingRecord:
+    """The arm a control copies (stored on the record since schema 5; earlier, in its label)."""
+    label = control.base or (control.arm.removesuffix(AA_SUFFIX) if control.role == "aa"
+                             else control.arm.rsplit(" (+", 1)[0])
+    return next(r for r in records if r.arm == label)
+
+
+def noise_floors(records: list[TimingRecord]) -> dict[str, float]:
+    """Per mode, the half-width of the session's A/A comparison in that mode."""
+    return {aa.mode: stats.paired_ratio(base_of(aa, records).times_s, aa.times_s, aa.process_of_round).half_width
+            for aa in records if aa.role == "aa"}
+
+
+def floor_for(floors: dict[str, float], a: TimingRecord, b: TimingRecord) -> float | None:
+    """The noise floor a comparison of a and b is judged against: the larger of their modes'."""
+    known = [floors[mode] for mode in {a.mode, b.mode} if mode in floors]
+    return max(known) if known else None
+
+
+def compare(a: TimingRecord, b: TimingRecord, floor: float | None, question: str = "") -> ComparisonRecord:
+    """Paired comparison of two arms of the same session (the one function every verdict uses)."""
+    if a.session != b.session:
+        raise ValueError(f"arms {a.arm!r} and {b.arm!r} were not measured in the same session")
+    if a.process_of_round != b.process_of_round:
+        raise ValueError(f"arms {a.arm!r} and {b.arm!r} do not share their rounds' processes")
+    pr = stats.paired_ratio(a.times_s, b.times_s, a.process_of_round)
+    mode = a.mode if a.mode == b.mode else f"{a.mode}->{b.mode}"
+    return ComparisonRecord(
+        backend=a.backend, model=a.model, device=a.device, mode=mode, threads=a.threads, a=a.arm, b=b.arm,
+        ratio=pr.ratio, ci_low=pr.ci_low, ci_high=pr.ci_high, noise_floor=floor, session=a.session,
+        question=question, n_pairs=pr.n_pairs, processes=pr.processes, process_ratios=pr.process_ratios,
+        expected_ratio=_expected_ratio(b) if a.role == "arm" else None,
+    )
+
+
+def _expected_ratio(control: TimingRecord) -> float | None:
+    """What a control's ratio to its base truly is: 1 for an A/A copy, 1 + the injected delay."""
+    return {"aa": 1.0, "injected": 1.0 + control.injected_slowdown}.get(control.role)
+
+
+def compare_against_first(records: list[TimingRecord]) -> list[ComparisonRecord]:
+    """Every arm against the first, each control against its base, and the harness's baseline
+    step against the hand-written loop."""
+    floors = noise_floors(records)
+    first = records[0]
+    found = []
+    for other in records[1:]:
+        if other.role == "reference":
+            a, b = other, next(r for r in records if r.role == "arm" and (r.variant, r.mode) == BASELINE_EAGER)
+        elif other.role in CONTROL_QUESTIONS:
+            a, b = base_of(other, records), other
+        else:
+            a, b = first, other
+        found.append(compare(a, b, floor_for(floors, a, b), CONTROL_QUESTIONS.get(other.role, "")))
+    return found
+
+
+def widest_half_width(records: list[TimingRecord]) -> float:
+    """The precision a session of arms has reached: the widest CI half-width (about its estimate)
+    of its comparisons (each arm against the first, each control against its base); 0 for a
+    single arm."""
+    return max(c.paired.ci_half_width for c in compare_against_first(records)) if len(records) > 1 else 0.0

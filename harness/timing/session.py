@@ -1,0 +1,242 @@
+"""Per-training-step timing of several arms of one backend, interleaved, in this process: one
+process's share of a replicated comparison (harness/timing/replication.py runs several such processes).
+
+An arm is a variant of the spec in a mode. One session builds `instances` fresh models of every
+arm, in a random order (where a model's buffers land, and which was built first, biases a
+single instance: up to 3% between two identical instances), runs each once (its setup time:
+build plus the first step, which includes torch.compile / tf.function tracing), warms each up,
+then measures rounds for `process_s` seconds: in each round every arm runs `steps` steps back to
+back on one of its instances, picked at random, and its per-step time is recorded. The arm
+order is a new random permutation each round: drift in machine speed and the effect of an arm's
+neighbours (caches, allocator) become noise shared by all arms instead of a bias for the arms
+that always sit in the same place (a fixed A B C / C B A order gave two identical arms a 3%
+offset). Arms of one session are paired by round index. Python's garbage collector is off
+during the rounds (as in timeit), so a collection triggered by one arm's garbage is not charged
+to whichever arm runs next.
+
+Controls, for each mode (copies of the mode's first arm, its "base"): an A/A copy, other
+instances timed the same way, whose ratio to the base is pure noise (that mode's noise floor);
+an injected copy that spins for `inject` x the base's latest step time after every step (a
+known slowdown the statistics must detect). Compiled and eager steps differ in noise, so a
+comparison is judged against the floor of the modes it involves.
+
+Constraints: time one framework per process (the caller's job: both thread pools in one
+process disturb each other); the device is synchronized inside each step (Model.timed_step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from backends.base import Backend
+from harness import stats
+from harness.errors import HarnessInputError
+from harness.model.spec import PRESETS, ModelSpec, model_cost, parse_spec
+from harness.model.spin import spin
+from harness.model.synthetic import synthetic_batch
+from harness.model.variants import BASELINE, Variant, apply_variant
+from harness.results.records import TimingRecord
+from harness.timing.controls import AA_SUFFIX, REFERENCE_LOOP
+
+ORDER_SEED = 0
+
+
+@dataclass(frozen=True)
+class Arm:
+    """What one arm times, before a mode is chosen: a variant of the spec, applied once by the
+    parent (`variant_arms`), or any other spec (a model with k copies of a layer: percall)."""
+
+    label: str  # the variant's label, or the named spec's
+    spec: ModelSpec
+
+
+def variant_arms(spec: ModelSpec, variants: Sequence[Variant]) -> tuple[Arm, ...]:
+    """One arm per parsed variant of `spec`."""
+    return tuple(Arm(variant.label, apply_variant(spec, variant)) for variant in variants)
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    """What one process of a comparison measures (replication.ReplicationPlan: how many processes)."""
+
+    arms: tuple[Arm, ...]
+    modes: tuple[str, ...] = ("eager",)
+    # Defaults measured on a 2-core machine (torch mlp A/A, 60 s). With one instance per arm the
+    # instance (and layout) spread, about 1% between processes, dominated; 8 instances per arm
+    # average it away, leaving round noise (harness/timing/replication.py spends the budget on rounds
+    # accordingly). Short rounds give more pairs for the same time, and a round's noise barely
+    # depends on its length (0.05 s rounds: ±1.2-1.3% half-width in 60 s; 0.01 s: ±0.65%).
+    process_s: float = 4.0  # seconds of rounds in the first process; later ones: replication.next_process_s
+    rounds: int | None = None  # a fixed number of rounds per process instead of process_s
+    steps: int | None = None  # per round; None: calibrated to round_s
+    # Steps per instance after its first (compiling) one, before any round: 3 in all, so a step
+    # that compiles again on its second call (a guard that fails once) is also behind it.
+    # It was 5: with 8 instances of 3 arms of a 49 ms Keras eager step that was 6 s of every
+    # worker's ~17 s start (measured 2026-11-23), time taken from the rounds.
+    warmup: int = 2
+    aa: bool = False
+    inject: float = 0.0
+    reference_loop: bool = False  # add Backend.reference_step, the hand-written loop: mlp, eager
+    round_s: float = 0.01  # steps per round are chosen so that one round of one arm lasts about this
+    instances: int = 8  # fresh models per arm; each round uses one at random
+
+    def to_job(self) -> dict:
+        """The plan as a worker's job holds it (JSON; the arms' specs as spec dicts)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**fields, "arms": [{"label": arm.label, "spec": arm.spec.to_dict()} for arm in self.arms]}
+
+    @classmethod
+    def from_job(cls, data: dict) -> TimingPlan:
+        arms = tuple(Arm(arm["label"], parse_spec(arm["spec"], f"the job's arm {arm['label']!r}"))
+                     for arm in data["arms"])
+        return cls(**{**data, "arms": arms, "modes": tuple(data["modes"])})
+
+
+MIN_ROUNDS = stats.MIN_PAIRS  # a process stops after process_s only once it has this many rounds
+
+
+@dataclass(frozen=True)
+class _Arm:
+    label: str
+    variant: str
+    mode: str
+    spec: ModelSpec
+    role: str = "arm"  # "arm", "aa", "injected" or "reference" (the hand-written loop)
+    inject: float = 0.0
+    base: str = ""  # for controls: the label of the arm they copy
+
+
+def _arms(spec: ModelSpec, plan: TimingPlan) -> list[_Arm]:
+    arms = []
+    for mode in plan.modes:
+        arms += [_Arm(f"{arm.label}/{mode}", arm.label, mode, arm.spec) for arm in plan.arms]
+    for base in [next(arm for arm in arms if arm.mode == mode) for mode in plan.modes]:
+        if plan.aa:
+            arms.append(replace(base, label=base.label + AA_SUFFIX, role="aa", base=base.label))
+        if plan.inject:
+            arms.append(replace(base, label=f"{base.label} (+{plan.inject:.0%} injected)", role="injected",
+                                inject=plan.inject, base=base.label))
+    if plan.reference_loop:
+        if spec != PRESETS["mlp"] or "eager" not in plan.modes or f"{BASELINE}/eager" not in [a.label for a in arms]:
+            raise HarnessInputError("--reference-loop: the hand-written loop is the mlp preset's baseline in eager "
+                                    "mode; use --model mlp with --variant baseline and --mode eager")
+        arms.append(_Arm(f"{REFERENCE_LOOP}/eager", REFERENCE_LOOP, "eager", spec, role="reference"))
+    labels = [arm.label for arm in arms]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise HarnessInputError(f"--variant: {', '.join(duplicates)} given twice; each arm once (for an A/A "
+                                "comparison of an arm with itself use --aa)")
+    return arms
+
+
+def _steady_step_time(step: Callable[[], None], seconds: float) -> float:
+    """Per-step time over at least `seconds` of back-to-back steps."""
+    count, begin = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - begin) < seconds or count < 3:
+        step()
+        count += 1
+    return elapsed / count
+
+
+def _with_delay(step: Callable[[], None], delay: Callable[[], float]) -> Callable[[], None]:
+    def delayed() -> None:
+        step()
+        spin(delay())
+
+    return delayed
+
+
+def _build_instances(backend: Backend, arms: list[_Arm], plan: TimingPlan, x, y, rng, progress):
+    """Every arm's instances, built in a random order; each one's first (compiling) step is setup
+    time, then `plan.warmup` steps. Returns {label: [step, ...]}, setup and warm-up seconds, and
+    the optimizer each arm trains with."""
+    steps_fn = {arm.label: [None] * plan.instances for arm in arms}
+    setup, warm, optimizers = {arm.label: 0.0 for arm in arms}, {arm.label: 0.0 for arm in arms}, {}
+    order = [(arm, i) for arm in arms for i in range(plan.instances)]
+    for n, index in enumerate(rng.permutation(len(order))):
+        arm, instance = order[index]
+        progress(f"building and compiling {arm.label} #{instance + 1} ({n + 1}/{len(order)})")
+        start = time.perf_counter()
+        if arm.role == "reference":
+            step = backend.reference_step(x, y)
+        else:
+            model = backend.build(arm.spec, arm.mode)
+            optimizers[arm.label] = model.optimizer_class
+            step = model.timed_step(x, y)
+        step()  # the first call compiles/traces: setup, not step time
+        setup[arm.label] += (time.perf_counter() - start) / plan.instances
+        begin = time.perf_counter()
+        for _ in range(plan.warmup):
+            step()
+        warm[arm.label] += time.perf_counter() - begin
+        steps_fn[arm.label][instance] = step
+    return steps_fn, setup, warm, optimizers
+
+
+def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, threads: int,
+            progress: Callable[[str], None] = lambda message: None, process: int = 0, seed: int = ORDER_SEED,
+            session: str = "") -> list[TimingRecord]:
+    """Build, warm up and time every arm interleaved; one TimingRecord per arm. `process` numbers
+    this process within its comparison, `seed` drives its build order, arm order and instance
+    choice (give each process its own), `session` names the comparison (default: a new id)."""
+    arms = _arms(spec, plan)
+    rng = np.random.default_rng(seed)
+    x, y = synthetic_batch(spec, seed=spec.seed)
+    steps_fn, setup, warm, optimizers = _build_instances(backend, arms, plan, x, y, rng, progress)
+    # Steps per round for each arm from its own steady state (the warm-up right after a build runs
+    # on cold caches and can be twice as slow), so every arm's round lasts about plan.round_s:
+    # a fast compiled arm given the steps of a slow eager one would be timed over a few ms only.
+    # An injected arm runs its base's steps plus a delay that follows the base's latest step time.
+    latest = {arm.label: _steady_step_time(steps_fn[arm.label][0], plan.round_s) for arm in arms if not arm.inject}
+    steps = {label: plan.steps or max(1, math.ceil(plan.round_s / seconds)) for label, seconds in latest.items()}
+    for arm in arms:
+        if arm.inject:
+            steps[arm.label] = steps[arm.base]
+            steps_fn[arm.label] = [_with_delay(step, lambda inject=arm.inject, base=arm.base: inject * latest[base])
+                                   for step in steps_fn[arm.label]]
+    times: dict[str, list[float]] = {arm.label: [] for arm in arms}
+    gc.collect()
+    gc.disable()
+    begin_rounds = time.perf_counter()
+    try:
+        while True:
+            done = len(times[arms[0].label])
+            elapsed = time.perf_counter() - begin_rounds
+            if (done >= plan.rounds) if plan.rounds else (elapsed >= plan.process_s and done >= MIN_ROUNDS):
+                break
+            if done % 10 == 0:
+                progress(f"round {done + 1}, {elapsed:.0f}/{plan.process_s:.0f} s" if not plan.rounds
+                         else f"round {done + 1}/{plan.rounds}")
+            for arm in (arms[i] for i in rng.permutation(len(arms))):
+                step, count = steps_fn[arm.label][rng.integers(plan.instances)], steps[arm.label]
+                begin = time.perf_counter()
+                for _ in range(count):
+                    step()
+                times[arm.label].append((time.perf_counter() - begin) / count)
+                if arm.label in latest:
+                    latest[arm.label] = times[arm.label][-1]
+    finally:
+        gc.enable()
+    session = session or uuid.uuid4().hex[:12]
+    settings = backend.settings()
+    records = []
+    for arm in arms:
+        summary = stats.summarize(times[arm.label])
+        params, flops = model_cost(arm.spec)
+        records.append(TimingRecord(
+            backend=backend.name, model=spec.name, variant=arm.variant, arm=arm.label, device=device, mode=arm.mode,
+            threads=threads, median_s=summary.median, iqr_s=summary.iqr, rounds=summary.n,
+            steps_per_round=steps[arm.label], setup_s=setup[arm.label], warmup_s=warm[arm.label], params=params,
+            flops_per_step=flops, session=session, role=arm.role, injected_slowdown=arm.inject,
+            times_s=tuple(times[arm.label]), settings=settings, optimizer_class=optimizers.get(arm.label, ""),
+            processes=1, process_of_round=(process,) * summary.n, instances=plan.instances, base=arm.base,
+        ))
+    return records
