@@ -8,7 +8,6 @@ worker processes inherit it), as if it were a new file in backends/; then `time`
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
@@ -16,7 +15,8 @@ import pytest
 import backends
 from backends import REFERENCE, backend_class, backend_names, parity_partners, registry
 from harness.cli.main import main
-from harness.suite.planning import plan_cases
+from harness.suite.planning import RunRequest, plan_cases
+from harness.suite.suites import SUITES
 
 TORCH2_MODULE = '''"""A second torch backend under another name (test only)."""
 
@@ -71,9 +71,10 @@ def test_inspect_runs_through_a_new_backend(torch2, tmp_path, capsys):
 
 
 def test_run_plans_a_new_backends_cases_and_its_parity(torch2):
-    args = argparse.Namespace(suite="quick", variants=None, modes=None, devices=["cpu"],
-                              backends=["torch", "torch2"], models=["mlp"], threads=2)
-    ids = [case.case_id for case in plan_cases(args)]
+    suite = SUITES["quick"]
+    request = RunRequest(suite=suite, backends=("torch", "torch2"), models=("mlp",), variants=suite.timing_variants,
+                         devices=("cpu",), modes=suite.modes)
+    ids = [case.case_id for case in plan_cases(request)]
     assert ids == ["parity/torch2/mlp", "time/torch/mlp/cpu/eager", "inspect/torch/mlp",
                    "time/torch2/mlp/cpu/eager", "inspect/torch2/mlp"]
 

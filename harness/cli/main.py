@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from harness.cli import calibrate, parity, percall, run, time
-from harness.cli.arguments import LineKeepingFormatter
+from harness.cli.arguments import LineKeepingFormatter, epilog, subcommand
 from harness.cli.options import allocation_failure, check_output_folder, check_threads
 from harness.errors import HarnessInputError, report_expected_error
 
@@ -40,6 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     percall.add_parser(sub)
     calibrate.add_parser(sub)
     run.add_parsers(sub)
+    p = subcommand(sub, "report", cmd_report,
+                   help="render report.md and index.html from run folders or pytest-benchmark JSON",
+                   description="Render a run folder (its results.jsonl and environment.json) or pytest-benchmark "
+                               "JSON files (pytest --benchmark-json) into report.md, a self-contained index.html "
+                               "and PNG plots. Several run folders (say, one per machine), or a Ray run whose "
+                               "cases ran on several machines, make one merged report: a table of the machines, "
+                               "the same question's answer on each machine side by side, then each machine's "
+                               "own report. Comparisons are only ever made within one machine's session.",
+                   **epilog("report reports/runs/mine", "report reports/runs/box-a reports/runs/box-b --out "
+                            "reports/merged", "report bench.json --out /tmp/bench-report", variants=False))
+    p.add_argument("inputs", nargs="+", metavar="RUN_DIR_OR_JSON",
+                   help="one or more run folders, or one or more pytest-benchmark JSON files")
+    p.add_argument("--out", metavar="DIR", help="where to write (default: the run folder; several run folders: "
+                                                "merged-A+B beside the first; JSON: the first JSON's folder)")
     return parser
 
 
