@@ -1,6 +1,7 @@
-"""Backends: the registry. Each module of this package (other than `base`) defines one Backend
-subclass; adding a framework is adding one module here, and everything else (CLI choices, suites,
-the runner, parity pairs, the environment record, plots, benchmarks) asks this registry.
+"""Backends: the registry. Each module of this package (other than `base`, and the private
+helpers a backend splits off, whose names start with "_") defines one Backend subclass; adding a
+framework is adding one module here, and everything else (CLI choices, suites, the runner, parity
+pairs, the environment record, plots, benchmarks) asks this registry.
 
 Importing a backend module is cheap: it imports its framework lazily, inside methods (see
 backends/base.py), so discovery never starts a framework. Backends are listed in LOAD_ORDER
@@ -35,7 +36,7 @@ def registry() -> dict[str, type[Backend]]:
         if folder not in __path__:
             __path__.append(folder)
     for module_info in pkgutil.iter_modules(__path__):
-        if module_info.name == "base":
+        if module_info.name == "base" or module_info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{module_info.name}")
         defined = [value for value in vars(module).values()

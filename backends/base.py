@@ -20,17 +20,18 @@ is numpy float32 in this layout, so weights move between frameworks unchanged:
 
 Each backend module imports its framework lazily (inside methods), so a missing framework costs
 nothing until it is asked for, and a process that times one framework never loads the other.
-A backend module defines exactly one Backend subclass (backends/__init__.py discovers it); the
-checks every backend needs (device, mode, dtype, weight keys and shapes, a builder for every
-layer type) live here, once.
+A backend module defines exactly one Backend subclass (backends/__init__.py discovers it; what it
+splits off, such as its layer builders, goes in a private "_" module beside it); the checks every
+backend needs (device, mode, dtype, weight keys and shapes, a builder for every layer type) live
+here, once.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -199,7 +200,8 @@ class Backend(ABC):
     @classmethod
     def check_device(cls, device: str) -> None:
         if device not in cls.DEVICES:
-            raise HarnessInputError(f"--device: {cls.name} has no device {device!r} (devices: {', '.join(cls.DEVICES)})")
+            raise HarnessInputError(
+                f"--device: {cls.name} has no device {device!r} (devices: {', '.join(cls.DEVICES)})")
 
     @classmethod
     def builds_as_written(cls, spec: ModelSpec) -> bool:

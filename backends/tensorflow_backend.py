@@ -1,16 +1,12 @@
 """TensorFlow / Keras 3 backend: builds a ModelSpec as a keras.Sequential and trains it.
 
 Modes: "eager" (GradientTape, eager execution), "compiled" (the same step in tf.function) and
-"xla" (tf.function(jit_compile=True)). The model is stock Keras layers; conventions translated
-to the canonical (PyTorch) layout of backends/base.py:
-- Dense kernel is (in, out): transposed. Conv2D kernel is HWIO: transposed to OIHW.
-- Keras flattens NHWC (H, W, C), PyTorch NCHW (C, H, W): the rows of a dense kernel, and the
-  vectors of a BatchNorm, fed by a flattened feature map are permuted between the two orders.
-- BatchNorm: Keras's momentum convention is the spec's; moving_variance is updated with the
-  biased batch variance (PyTorch: unbiased). Not hidden here; harness/parity/checks.py accounts for it.
-- Regularizers: keras L1(l1) / L2(l2) compute their penalty even at 0.0 (as PyTorch's explicit
-  penalty does). Keras's L1L2 silently skips a zero term, so when both l1 and l2 are present we
-  use a two-term regularizer that always computes both: the same work in both frameworks.
+"xla" (tf.function(jit_compile=True)). The model is stock Keras layers; conventions translated:
+- Layers and weights (kernel layouts, flatten order, regularizers, seeded initialization) are
+  built and mapped to the canonical (PyTorch) layout of backends/base.py in
+  backends/_keras_layers.py, whose docstring lists their conventions.
+- BatchNorm: moving_variance is updated with the biased batch variance (PyTorch: unbiased).
+  Not hidden here; harness/parity/checks.py accounts for it.
 - Adam: Keras adds epsilon to sqrt(v) ("epsilon hat"), PyTorch to sqrt(v_hat). With the spec's
   optimizer_impl "stock" (timing, what Keras users run) this is keras.optimizers.Adam with the
   spec's epsilon, in Keras's placement. With "matched" (parity) TorchEpsilonAdam scales epsilon
@@ -19,9 +15,6 @@ to the canonical (PyTorch) layout of backends/base.py:
 - L2: Keras's one coupled idiom, kernel_regularizer, whatever the spec's l2_style (the torch
   optimizer's weight_decay = 2*l2 is the same objective; Keras optimizers' own weight_decay is
   decoupled, AdamW-style, a different regularizer and never used here).
-- Initialization is seeded per layer (glorot_uniform with seed spec.seed + layer index, Keras's
-  default initializer): building a model never reseeds the process (keras.utils.set_random_seed
-  would reseed Python, NumPy and TensorFlow globally).
 - Dropout(rate=0) returns its input (keras Dropout.call checks rate > 0): no graph node.
 - TF32 execution is turned off (float32 means float32).
 TF_CPP_MIN_LOG_LEVEL defaults to 2 (warnings and errors only) unless the caller set it.
@@ -31,31 +24,14 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from backends.base import (
-    Availability,
-    Backend,
-    GraphCount,
-    Model,
-    Weights,
-    layer_builder,
-)
+from backends._keras_layers import BUILDERS, weight_slots
+from backends.base import Availability, Backend, GraphCount, Model, Weights, layer_builder
 from harness.errors import BackendUnavailable
-from harness.model.layers import (
-    Activation,
-    BatchNorm,
-    BusyWait,
-    Conv2D,
-    Dense,
-    Dropout,
-    Flatten,
-    MaxPool2D,
-)
 from harness.model.spec import ModelSpec, infer_shapes
-from harness.model.spin import spin
 
 
 def _import_tensorflow():
@@ -66,34 +42,9 @@ def _import_tensorflow():
     return tf, keras
 
 
-def _flat_to_keras(vector_or_rows: np.ndarray, hwc: tuple[int, int, int]) -> np.ndarray:
-    """Reorder the last axis from NCHW flatten order (C, H, W) to Keras's (H, W, C)."""
-    h, w, c = hwc
-    lead = vector_or_rows.shape[:-1]
-    return vector_or_rows.reshape(*lead, c, h, w).swapaxes(-3, -2).swapaxes(-2, -1).reshape(*lead, h * w * c)
-
-
-def _flat_to_torch(vector_or_rows: np.ndarray, hwc: tuple[int, int, int]) -> np.ndarray:
-    """Inverse of _flat_to_keras: (H, W, C) order back to (C, H, W)."""
-    h, w, c = hwc
-    lead = vector_or_rows.shape[:-1]
-    return vector_or_rows.reshape(*lead, h, w, c).swapaxes(-1, -2).swapaxes(-2, -3).reshape(*lead, c * h * w)
-
-
 @functools.cache
-def _keras_classes():
-    """Keras subclasses, defined once keras is imported (it is imported lazily)."""
-    _, keras = _import_tensorflow()
+def _torch_epsilon_adam_class(keras):
     ops = keras.ops
-
-    class BothPenalties(keras.regularizers.Regularizer):
-        """l1*sum|w| + l2*sum(w^2), both always computed (Keras's L1L2 skips zero terms)."""
-
-        def __init__(self, l1: float, l2: float):
-            self.l1, self.l2 = l1, l2
-
-        def __call__(self, x):
-            return self.l1 * ops.sum(ops.absolute(x)) + self.l2 * ops.sum(ops.square(x))
 
     class TorchEpsilonAdam(keras.optimizers.Adam):
         """Keras Adam with PyTorch's epsilon placement (added to sqrt(v_hat), not sqrt(v)).
@@ -117,86 +68,19 @@ def _keras_classes():
             epsilon = ops.multiply(ops.cast(self.epsilon, variable.dtype), ops.sqrt(1 - beta_2_power))
             self.assign_sub(variable, ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), epsilon)))
 
-    return BothPenalties, TorchEpsilonAdam
-
-
-def _regularizer(keras, layer):
-    if layer.l1 is not None and layer.l2 is not None:
-        return _keras_classes()[0](layer.l1, layer.l2)
-    if layer.l1 is not None:
-        return keras.regularizers.L1(layer.l1)
-    if layer.l2 is not None:
-        return keras.regularizers.L2(layer.l2)
-    return None
-
-
-def _activation(layer) -> str | None:
-    return None if layer.activation == "linear" else layer.activation
-
-
-def _kernel_options(keras, layer, seed: int) -> dict:
-    """Activation, L1/L2 and a seeded default (glorot_uniform) initializer of a dense/conv kernel."""
-    return {"activation": _activation(layer), "kernel_regularizer": _regularizer(keras, layer),
-            "kernel_initializer": keras.initializers.GlorotUniform(seed=seed)}
-
-
-@functools.cache
-def _busywait_class(keras):
-    class BusyWaitLayer(keras.layers.Layer):
-        """The identity that spins a known time per call (harness.model.layers.BusyWait); in a
-        tf.function the Python runs once, at tracing, so only eager steps pay it."""
-
-        def __init__(self, seconds: float):
-            super().__init__()
-            self.seconds = seconds
-
-        def call(self, x):
-            spin(self.seconds)
-            return x
-
-    return BusyWaitLayer
-
-
-# Builders: (keras, layer, index, seed) -> a Keras layer.
-BUILDERS = {
-    Dense: lambda keras, layer, index, seed: keras.layers.Dense(
-        layer.units, **_kernel_options(keras, layer, seed + index)),
-    Conv2D: lambda keras, layer, index, seed: keras.layers.Conv2D(
-        layer.filters, layer.kernel_size, layer.strides, layer.padding, **_kernel_options(keras, layer, seed + index)),
-    MaxPool2D: lambda keras, layer, index, seed: keras.layers.MaxPooling2D(
-        layer.pool_size, layer.effective_strides, layer.padding),
-    Flatten: lambda keras, layer, index, seed: keras.layers.Flatten(),
-    Activation: lambda keras, layer, index, seed: keras.layers.Activation(layer.activation),
-    Dropout: lambda keras, layer, index, seed: keras.layers.Dropout(layer.rate, seed=seed + index),
-    BatchNorm: lambda keras, layer, index, seed: keras.layers.BatchNormalization(
-        axis=-1, momentum=layer.momentum, epsilon=layer.epsilon),
-    BusyWait: lambda keras, layer, index, seed: _busywait_class(keras)(layer.microseconds * 1e-6),
-}
-
-
-class _Slot:
-    """One canonical tensor <-> one Keras variable, with the layout conversion between them."""
-
-    def __init__(self, name, variable, to_keras, to_canonical):
-        self.name, self.variable = name, variable
-        self.to_keras, self.to_canonical = to_keras, to_canonical
-
-
-def _identity(array):
-    return array
+    return TorchEpsilonAdam
 
 
 class TensorFlowModel(Model):
-    def __init__(self, backend: "TensorFlowBackend", spec: ModelSpec, mode: str):
+    def __init__(self, backend: TensorFlowBackend, spec: ModelSpec, mode: str):
         super().__init__(spec, mode)
         tf, keras = backend.tf, backend.keras
         self.tf, self.keras = tf, keras
-        shapes = infer_shapes(spec)
         self._layers = [layer_builder(BUILDERS, layer, backend.name)(keras, layer, i, spec.seed)
                         for i, layer in enumerate(spec.layers)]
         self.net = keras.Sequential([keras.Input(shape=spec.input_shape), *self._layers])
         self.loss_object = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        self._slots = self._make_slots(shapes)
+        self._slots = weight_slots(spec.layers, self._layers, infer_shapes(spec))
         self._trainable = [slot for slot in self._slots if slot.variable.trainable]
         self._trainable_variables = [slot.variable for slot in self._trainable]
         self.optimizer = self._make_optimizer()
@@ -216,35 +100,9 @@ class TensorFlowModel(Model):
         opt = self.spec.optimizer
         if opt.type == "sgd":
             return self.keras.optimizers.SGD(learning_rate=opt.lr, momentum=opt.momentum)
-        adam = _keras_classes()[1] if self.spec.optimizer_impl == "matched" else self.keras.optimizers.Adam
+        matched = self.spec.optimizer_impl == "matched"
+        adam = _torch_epsilon_adam_class(self.keras) if matched else self.keras.optimizers.Adam
         return adam(learning_rate=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
-
-    def _make_slots(self, shapes) -> list[_Slot]:
-        slots = []
-        for index, (layer, klayer) in enumerate(zip(self.spec.layers, self._layers)):
-            hwc = shapes.flattened_from[index]
-            if isinstance(layer, Dense):
-                if hwc is None:
-                    kernel_in, kernel_out = (lambda w: w.T), (lambda k: k.T)
-                else:  # rows of the torch weight are in (C, H, W) order; Keras's in (H, W, C)
-                    kernel_in = functools.partial(lambda w, hwc: _flat_to_keras(w, hwc).T, hwc=hwc)
-                    kernel_out = functools.partial(lambda k, hwc: _flat_to_torch(k.T, hwc), hwc=hwc)
-                slots += [_Slot(f"{index}.weight", klayer.kernel, kernel_in, kernel_out),
-                          _Slot(f"{index}.bias", klayer.bias, _identity, _identity)]
-            elif isinstance(layer, Conv2D):
-                slots += [_Slot(f"{index}.weight", klayer.kernel,
-                                lambda w: w.transpose(2, 3, 1, 0), lambda k: k.transpose(3, 2, 0, 1)),
-                          _Slot(f"{index}.bias", klayer.bias, _identity, _identity)]
-            elif isinstance(layer, BatchNorm):
-                if hwc is None:
-                    vec_in = vec_out = _identity
-                else:
-                    vec_in = functools.partial(_flat_to_keras, hwc=hwc)
-                    vec_out = functools.partial(_flat_to_torch, hwc=hwc)
-                for name, variable in (("weight", klayer.gamma), ("bias", klayer.beta),
-                                       ("running_mean", klayer.moving_mean), ("running_var", klayer.moving_variance)):
-                    slots.append(_Slot(f"{index}.{name}", variable, vec_in, vec_out))
-        return slots
 
     # -- weights ------------------------------------------------------------------------------
 

@@ -3,9 +3,8 @@
 Modes: "eager", and "compiled" = torch.compile of the loss function (forward + loss + penalties;
 AOTAutograd compiles the backward with it) and of optimizer.step (PyTorch's recipe for compiling
 the optimizer). Conventions translated from the spec (see harness/model/spec.py):
-- BatchNorm momentum: PyTorch's is 1 - Keras's. Epsilon passed explicitly (defaults differ).
-- "same" padding is TensorFlow's (odd pixel at bottom/right, any stride): explicit F.pad when
-  the padding is asymmetric; PyTorch's own padding="same" rejects strides > 1.
+- Layers (BatchNorm momentum, TF-style "same" padding) are built in backends/_torch_layers.py,
+  whose docstring lists their conventions.
 - L1/L2, l2_style "penalty": added to the loss as l1*sum|w| + l2*sum(w^2), exactly as Keras
   does. A present regularizer with value 0.0 is still computed (as Keras's L2(0.0) is).
 - l2_style "weight_decay" (how most PyTorch users write L2): L2 is the optimizer's coupled
@@ -22,87 +21,15 @@ the optimizer). Conventions translated from the spec (see harness/model/spec.py)
 from __future__ import annotations
 
 import functools
-import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from backends.base import (
-    Availability,
-    Backend,
-    GraphCount,
-    Model,
-    Weights,
-    layer_builder,
-)
+from backends._torch_layers import BUILDERS, spec_net_class
+from backends.base import Availability, Backend, GraphCount, Model, Weights, layer_builder
 from harness.errors import BackendUnavailable
-from harness.model.layers import (
-    Activation,
-    BatchNorm,
-    BusyWait,
-    Conv2D,
-    Dense,
-    Dropout,
-    Flatten,
-    MaxPool2D,
-    same_padding,
-)
+from harness.model.layers import Conv2D, Dense
 from harness.model.spec import PRESETS, ModelSpec, infer_shapes
-from harness.model.spin import spin
-
-
-def _pads(size_hw, window, strides, padding) -> tuple[int, int, int, int] | None:
-    """F.pad order (left, right, top, bottom) for TF "same" padding, None for "valid"."""
-    if padding != "same":
-        return None
-    top, bottom = same_padding(size_hw[0], window[0], strides[0])
-    left, right = same_padding(size_hw[1], window[1], strides[1])
-    return (left, right, top, bottom)
-
-
-# Builders: (torch, in_shape, layer) -> (module, pad, pad_value). `pad` is an explicit F.pad
-# before the module (F.pad order: left, right, top, bottom), for TF-style asymmetric "same".
-
-
-def _dense(torch, in_shape, layer):
-    return torch.nn.Linear(in_shape[0], layer.units), None, 0.0
-
-
-def _conv2d(torch, in_shape, layer):
-    pad = _pads(in_shape[:2], layer.kernel_size, layer.strides, layer.padding)
-    symmetric = pad is not None and pad[0] == pad[1] and pad[2] == pad[3]
-    module = torch.nn.Conv2d(in_shape[2], layer.filters, layer.kernel_size, layer.strides,
-                             padding=(pad[2], pad[0]) if symmetric else 0)
-    return module, None if symmetric else pad, 0.0
-
-
-def _maxpool2d(torch, in_shape, layer):
-    pad = _pads(in_shape[:2], layer.pool_size, layer.effective_strides, layer.padding)
-    # TF's "same" max pooling ignores the padded pixels: pad with -inf.
-    return torch.nn.MaxPool2d(layer.pool_size, layer.effective_strides), pad, -math.inf
-
-
-def _batchnorm(torch, in_shape, layer):
-    norm = torch.nn.BatchNorm2d if len(in_shape) == 3 else torch.nn.BatchNorm1d
-    # Trap: PyTorch momentum is the weight of the NEW batch statistic; Keras's (the spec's) is the
-    # weight of the OLD running value.
-    return norm(in_shape[-1], eps=layer.epsilon, momentum=1.0 - layer.momentum), None, 0.0
-
-
-@functools.cache
-def _busywait_class(torch):
-    class BusyWaitModule(torch.nn.Module):
-        """The identity that spins a known time per forward call (harness.model.layers.BusyWait)."""
-
-        def __init__(self, seconds: float):
-            super().__init__()
-            self.seconds = seconds
-
-        def forward(self, x):
-            spin(self.seconds)
-            return x
-
-    return BusyWaitModule
 
 
 @functools.cache
@@ -123,20 +50,8 @@ def _configure_dynamo(torch) -> None:
     torch._dynamo.config.specialize_float = True
 
 
-BUILDERS = {
-    Dense: _dense,
-    Conv2D: _conv2d,
-    MaxPool2D: _maxpool2d,
-    Flatten: lambda torch, in_shape, layer: (torch.nn.Flatten(), None, 0.0),
-    Dropout: lambda torch, in_shape, layer: (torch.nn.Dropout(layer.rate), None, 0.0),
-    BatchNorm: _batchnorm,
-    Activation: lambda torch, in_shape, layer: (torch.nn.Identity(), None, 0.0),  # applied by the plan
-    BusyWait: lambda torch, in_shape, layer: (_busywait_class(torch)(layer.microseconds * 1e-6), None, 0.0),
-}
-
-
 class TorchModel(Model):
-    def __init__(self, backend: "TorchBackend", spec: ModelSpec, mode: str, dtype: str):
+    def __init__(self, backend: TorchBackend, spec: ModelSpec, mode: str, dtype: str):
         super().__init__(spec, mode)
         torch = backend.torch
         self.torch = torch
@@ -150,7 +65,7 @@ class TorchModel(Model):
             activation = getattr(layer, "activation", "linear")
             modules.append(module)
             self._plan.append((pad, pad_value, None if activation == "linear" else getattr(torch, activation)))
-        self.net = _spec_net_class()(torch.nn.ModuleList(modules), self._plan).to(self.device, self.dtype)
+        self.net = spec_net_class()(torch.nn.ModuleList(modules), self._plan).to(self.device, self.dtype)
         kernels = [(self.net.layers[i].weight, layer) for i, layer in enumerate(spec.layers)
                    if isinstance(layer, (Dense, Conv2D))]
         decayed = spec.l2_style == "weight_decay"
@@ -327,32 +242,6 @@ def _count_fx(name: str, graph_module) -> GraphCount:
             ops[target] = ops.get(target, 0) + 1
     return GraphCount(name, sum(ops.values()), dict(sorted(ops.items())))
 
-
-@functools.cache
-def _spec_net_class():
-    import torch
-
-    functional = torch.nn.functional
-
-    class SpecNet(torch.nn.Module):
-        """Runs spec layers in order; per layer an optional pad before and activation after."""
-
-        def __init__(self, layers, plan):
-            super().__init__()
-            self.layers = layers
-            self.plan = plan
-
-        def forward(self, x, stop: int | None = None):
-            """The network's output, or with `stop` the output of its first `stop` layers."""
-            for module, (pad, pad_value, activation) in zip(self.layers[:stop], self.plan[:stop]):
-                if pad is not None:
-                    x = functional.pad(x, pad, value=pad_value)
-                x = module(x)
-                if activation is not None:
-                    x = activation(x)
-            return x
-
-    return SpecNet
 
 
 class TorchBackend(Backend):

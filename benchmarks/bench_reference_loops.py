@@ -41,7 +41,6 @@ def test_bare_loop(benchmark, backend_factory, backend_name):
     _bench(benchmark, backend_name, "bare-eager", backend.reference_step(x, y))
 
 
-@pytest.mark.slow
 def test_keras_fit(benchmark, backend_factory):
     backend_factory("tensorflow")
     import keras

@@ -22,11 +22,9 @@ rules are conservative and stated once, here:
 - The noise floor is the half-width of an A/A control (the same variant built twice and timed
   the same way): the largest ratio that pure noise produced in that session.
 - "slower"/"faster" needs a CI over processes that excludes 1. The A/A noise floor is stated next
-  to every verdict but no longer also required of the effect: it guarded the round bootstrap of
-  one process, which undercovered; the CI over processes covers (calibration: 19-21 of 20-21 A/A
-  CIs contain 1), and requiring both cost power (a 2% slowdown detected in 6 of 20 comparisons
-  with the floor, 9 of 20 with the CI alone, same records). A record without process information
-  (an older schema: processes 0) still needs the effect above the floor. Anything else is "no
+  to every verdict but not also required of the effect (README, "How the numbers can be trusted",
+  says why). A record without process information (an older schema: processes 0) still needs the
+  effect above the floor. Anything else is "no
   detectable difference", reported with the largest effect still compatible with the data
   ("at most X%"), never as a finding.
 - Below MIN_PAIRS paired rounds or MIN_PROCESSES processes a CI is not worth its name: no verdict.
@@ -63,11 +61,8 @@ TOO_FEW_PAIRS = "too few rounds for a verdict"
 TOO_FEW_PROCESSES = "too few processes for a verdict"
 MIN_PAIRS = 10
 MIN_PROCESSES = 3
-# Fraction cut from each end of a process's rounds before averaging. A round's log ratio is
-# heavy-tailed on a shared machine (median excess kurtosis 1.7-3.2 per process; its SD 9-10%
-# against 6% from its MAD, torch and Keras mlp eager). Recomputed from the rounds of 64 stored
-# calibration sessions, 25% instead of 10% narrowed the median CI by 9-20% with the same A/A
-# coverage (58 vs 58 of 64) and detected a 2% slowdown in 56 instead of 54 (2026-12-04).
+# Fraction cut from each end of a process's rounds before averaging: a round's log ratio is
+# heavy-tailed on a shared machine (README, "How the numbers can be trusted", has the figures).
 TRIM = 0.25
 
 

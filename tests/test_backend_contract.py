@@ -59,11 +59,11 @@ def test_forward_loss_gradients_shapes(backend):
 def test_l2_zero_adds_nothing_to_the_loss_but_l2_positive_does(backend):
     spec = PRESETS["mlp"]
     x, y = synthetic_batch(spec)
+    weights = backend.build(spec).get_weights()  # every variant gets the same weights
     losses = {}
     for text in ("l2=absent", "l2=0", "l2=0.01"):
         model = backend.build(variant_spec(spec, text)[1])
-        model.set_weights(backend.build(spec).get_weights() if not losses else reference)
-        reference = model.get_weights()
+        model.set_weights(weights)
         losses[text] = model.loss(x, y, training=False)
     assert losses["l2=0"] == pytest.approx(losses["l2=absent"], rel=1e-6)
     assert losses["l2=0.01"] > losses["l2=absent"] + 1e-3

@@ -80,7 +80,8 @@ def test_run_plans_a_new_backends_cases_and_its_parity(torch2):
 
 
 def test_a_backend_module_with_two_backends_is_refused(tmp_path, monkeypatch):
-    (tmp_path / "twin_backend.py").write_text(TORCH2_MODULE + "\n\nclass Torch3Backend(TorchBackend):\n    name = 'torch3'\n")
+    (tmp_path / "twin_backend.py").write_text(
+        TORCH2_MODULE + "\n\nclass Torch3Backend(TorchBackend):\n    name = 'torch3'\n")
     monkeypatch.setattr(backends, "__path__", [*backends.__path__, str(tmp_path)])
     registry.cache_clear()
     try:

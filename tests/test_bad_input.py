@@ -139,8 +139,9 @@ def ok_case(case_id: str = "x") -> dict:
 
 
 def run_folder(results: str, **others: object) -> Callable[[Path], None]:
-    """Run folder X: its results.jsonl, environment.json, a log, then `others` (a name: its content)."""
+    """Run folder X: its results.jsonl, environment.json, plan.json, a log, then `others` (a name: its content)."""
     return tree({"X/results.jsonl": results, "X/environment.json": json.dumps({"schema": 1, "threads": 2}),
+                 "X/plan.json": json.dumps({"command": "run", "threads": 2, "cases": []}),
                  "X/logs/x.log": "hello\n", **others})
 
 
@@ -165,6 +166,8 @@ def out_of_range(option: str, value: str):
     # Specs too big for memory: refused from their shapes, before anything is allocated.
     pytest.param(big([100_000_000], []), BIG, ["needs about", "{tmp}/big.json"], id="spec-input-1e8"),
     pytest.param(big([50_000], [dense(50_000)]), BIG, ["needs about", "{tmp}/big.json"], id="spec-dense-50000"),
+    pytest.param(big([50_000], [dense(50_000)]), [*TORCH, "--spec", "{tmp}/big.json", "--variant", "dropout=0"],
+                 ["needs about", "{tmp}/big.json [dropout=0]"], id="time-spec-dense-50000"),
     pytest.param(big([1_000_000], [dense(1_000_000)]), BIG, ["needs about", "{tmp}/big.json"], id="spec-dense-1e6"),
     pytest.param(big([784], [dense(512), dense(256)], batch_size=1_000_000_000), BIG,
                  ["needs about", "{tmp}/big.json"], id="spec-batch-1e9"),
@@ -248,9 +251,33 @@ def out_of_range(option: str, value: str):
                  id="resume-case-without-case-id"),
     pytest.param(run_folder("not json\n" + jsonl(ok_case())), RESUME, ["{tmp}/X/results.jsonl: line 1"],
                  id="resume-first-line-not-json"),
+    # A resume must continue the same plan (plan.json), or be refused naming the difference.
+    pytest.param(run_folder(jsonl(ok_case()), **{"X/plan.json": json.dumps({"command": "study", "threads": 2,
+                                                                            "cases": []})}),
+                 RESUME, ["--resume: {tmp}/X holds another plan", "holds a `study` run, this is `run`"],
+                 id="resume-run-on-a-study-folder"),
+    pytest.param(run_folder(jsonl(ok_case())), [*RUN, "--resume"], ["--resume: {tmp}/X holds another plan",
+                                                                    "cases only in this plan"],
+                 id="resume-with-another-plan"),
+    pytest.param(run_folder(jsonl(ok_case()), **{"X/plan.json": "{"}), RESUME, ["{tmp}/X/plan.json", "not valid JSON"],
+                 id="resume-plan-not-json"),
+    pytest.param(tree({"X/results.jsonl": jsonl(ok_case())}), RESUME, ["--resume: {tmp}/X has no plan.json"],
+                 id="resume-folder-without-plan"),
+    # Paths and budgets that would write elsewhere, or run far past what was asked.
+    pytest.param(None, ["run", "--suite", "quick", "--out", ""], ["--out '': an empty path"], id="run-out-empty"),
+    pytest.param(None, ["run", "--suite", "quick", "--out", "{tmp}/" + "n" * 300 + "/X"], ["File name too long"],
+                 id="run-out-name-too-long"),
+    pytest.param(None, [*TIME, "--min-processes", "10", "--max-processes", "2"],
+                 ["--min-processes 10 is more than --max-processes 2"], id="time-min-over-max-processes"),
+    pytest.param(None, [*PERCALL, "--layer", "busywait=999999", "--budget", "10"],
+                 ["busy-wait layers", "more than --budget 10 s"], id="percall-spin-over-budget"),
+    pytest.param(big([8], [dense(4)] * 5000), BIG, ["{tmp}/big.json.layers: 5001 layers, at most 1000"],
+                 id="spec-5000-layers"),
+    pytest.param(run_folder(jsonl(ok_case())), ["report", "{tmp}/X", "{tmp}/X/"], ["{tmp}/X: given twice"],
+                 id="report-one-folder-twice"),
     # Two runs' results joined into one file.
-    pytest.param(run_folder(jsonl(ok_case()) * 2), ["report", "{tmp}/X"], ["{tmp}/X/results.jsonl", "more than one run"],
-                 id="report-two-runs-joined"),
+    pytest.param(run_folder(jsonl(ok_case()) * 2), ["report", "{tmp}/X"],
+                 ["{tmp}/X/results.jsonl", "more than one run"], id="report-two-runs-joined"),
 ])
 def test_bad_input_is_one_line_and_changes_nothing(tmp_path, setup, args, fragments):
     if setup is not None:
@@ -304,12 +331,11 @@ def each_case_once(tmp: Path, outcome: Outcome) -> None:
     assert sorted(cases) == ["inspect/torch/mlp", "time/torch/mlp/cpu/eager"], cases
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("args, check", [
     pytest.param([*TIME, "--mode", "eager", "--mode", "eager", "--rounds", "3", "--steps", "1", "--warmup", "0"],
                  one_eager_arm, id="time-mode-eager-twice"),
     pytest.param(["run", "--backends", "torch", "torch", "--models", "mlp", "--suite", "quick", "--out", "{tmp}/X",
-                  "--variants", "baseline"], each_case_once, id="run-backends-torch-twice"),
+                  "--variants", "baseline"], each_case_once, id="run-backends-torch-twice", marks=pytest.mark.slow),
 ])
 def test_a_repeated_choice_is_merged(tmp_path, args, check):
     outcome = harness([fill(arg, tmp_path) for arg in args], tmp_path)

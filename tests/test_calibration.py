@@ -12,19 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.results.records import (
-    ComparisonRecord,
-    PerCallRecord,
-    TimingRecord,
-    from_dict,
-)
+from harness.results.records import ComparisonRecord, PerCallRecord, TimingRecord, from_dict
 from harness.stats import SLOWER
-from harness.timing.calibration import (
-    known_cost_error,
-    known_cost_passed,
-    known_cost_sentence,
-    summarize_controls,
-)
+from harness.timing.calibration import known_cost_error, known_cost_passed, known_cost_sentence, summarize_controls
 
 REPO = Path(__file__).resolve().parents[1]
 HANG_GUARD_S = 300

@@ -16,13 +16,15 @@ from pathlib import Path
 import pytest
 
 from harness.errors import EXIT_SKIPPED, HarnessInputError
-from harness.results.records import RESULTS_FILE, SCHEMA_VERSION, read_results
+from harness.results.reading import read_results
+from harness.results.records import RESULTS_FILE, SCHEMA_VERSION
 from harness.running import worker
 from harness.running.runner import Case, CasesInterrupted, latest_case_status, run_cases
 from harness.running.worker import STDERR_TAIL_LINES
 
 WRITE_ONE = (
-    f"import json, sys; json.dump([{{'schema': {SCHEMA_VERSION}, 'kind': 'timing', 'value': 42}}], open(sys.argv[1], 'w'))"
+    "import json, sys; "
+    f"json.dump([{{'schema': {SCHEMA_VERSION}, 'kind': 'timing', 'value': 42}}], open(sys.argv[1], 'w'))"
 )
 
 
@@ -157,7 +159,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path):
     summary = run_cases([py_case("slow", code, timeout_s=1.0), py_case("next", WRITE_ONE)],
                         tmp_path, resume=False)
 
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 25  # killed at its timeout: its 30 s sleep was not waited for
     ends = case_records(tmp_path)
     assert ends["slow"]["status"] == "timeout"
     assert ends["slow"]["error"] == "timed out after 1 s"
@@ -187,7 +189,7 @@ def test_timeout_falls_back_to_sigkill_when_sigterm_is_ignored(tmp_path, monkeyp
     started = time.monotonic()
     run_cases([py_case("stubborn", code, timeout_s=1.0)], tmp_path, resume=False)
 
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - started < 25  # SIGKILLed: its 30 s sleep was not waited for
     end = case_records(tmp_path)["stubborn"]
     assert end["status"] == "timeout" and end["returncode"] == -9
 
@@ -312,7 +314,8 @@ def test_ctrl_c_while_a_case_runs_kills_it_and_resume_reruns_it(tmp_path):
         deadline = time.monotonic() + 10
         while not pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGINT)
+        if pid_file.exists():  # else the runner failed early: a stray SIGINT would stop pytest itself
+            os.kill(os.getpid(), signal.SIGINT)
 
     # Once in CI, after the in-process backend tests, a simulated Ctrl-C (_thread.interrupt_main)
     # never reached the runner; it did in every run alone. A KeyboardInterrupt raised while the main
@@ -324,7 +327,7 @@ def test_ctrl_c_while_a_case_runs_kills_it_and_resume_reruns_it(tmp_path):
     with pytest.raises(CasesInterrupted):
         run_cases(cases, tmp_path, resume=False)
 
-    assert time.monotonic() - started < 8
+    assert time.monotonic() - started < 25  # killed: its 30 s sleep was not waited for
     assert wait_dead(int(pid_file.read_text()))
     assert latest_case_status(results_of(tmp_path)) == {"a": "ok", "b": "failed"}
     assert case_records(tmp_path)["b"]["error"] == "interrupted"
@@ -398,7 +401,8 @@ def test_a_run_folder_can_be_locked_by_one_run_only(tmp_path):
 
 
 def test_a_case_whose_backend_is_missing_is_recorded_as_skipped_with_its_reason(tmp_path):
-    code = f"import sys; print('skipped: --backend x: not available: no x here', file=sys.stderr); sys.exit({EXIT_SKIPPED})"
+    code = ("import sys; print('skipped: --backend x: not available: no x here', file=sys.stderr); "
+            f"sys.exit({EXIT_SKIPPED})")
 
     summary = run_cases([py_case("time/x/mlp", code), py_case("good", WRITE_ONE)], tmp_path, resume=False)
 

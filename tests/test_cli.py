@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from harness.results.records import from_dict
+
 
 def harness(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=cwd,
@@ -59,6 +61,12 @@ def test_time_json_records(tmp_path):
     assert len(comparisons[0]["process_ratios"]) == 3
     assert comparisons[0]["ci_low"] <= comparisons[0]["ratio"] <= comparisons[0]["ci_high"]
     assert comparisons[1]["question"] == "aa_control" and comparisons[1]["expected_ratio"] == 1.0
+    # Each comparison's verdict and sentence come with it, marked derived, as the stored numbers make them.
+    for data in comparisons:
+        record = from_dict(data)
+        assert data["derived"] == {"verdict": record.verdict, "sentence": record.sentence}
+        assert data["derived"]["verdict"] in ("slower", "faster", "no detectable difference")
+        assert data["derived"]["sentence"] in result.stdout
 
 
 @pytest.mark.slow

@@ -19,13 +19,7 @@ import pytest
 from backends import backend_class, backend_names
 from harness.errors import HarnessInputError
 from harness.model.layers import ACTIVATIONS, LAYER_TYPES, PADDINGS
-from harness.model.spec import (
-    OPTIMIZER_FIELDS,
-    PRESETS,
-    ModelSpec,
-    load_spec,
-    parse_spec,
-)
+from harness.model.spec import OPTIMIZER_FIELDS, PRESETS, ModelSpec, load_spec, parse_spec
 from harness.model.variants import BASELINE, parse_variant
 from harness.study.suites import STUDY_SUITES, STUDY_VARIANTS
 from harness.suite.questions import TIMING_QUESTIONS
@@ -318,7 +312,8 @@ def test_timing_question_is_documented(question):
         assert named, f"{where}: arm {side} is {variant!r}, README says {cell!r}"
         assert mode is None or mode in cell, f"{where}: arm {side} is in mode {mode!r}, README says {cell!r}"
     asked_by = {name for name, suite in SUITES.items() if question in suite.questions}
-    assert set(tokens(row["suites"])) == asked_by, f"{where}: asked by {sorted(asked_by)}, README says {row['suites']!r}"
+    assert set(tokens(row["suites"])) == asked_by, \
+        f"{where}: asked by {sorted(asked_by)}, README says {row['suites']!r}"
 
 
 def test_every_suite_is_named_in_the_suites_section():

@@ -14,11 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.results import environment
-from harness.results.environment import (
-    ENV_FLAGS,
-    collect_environment,
-    write_environment,
-)
+from harness.results.environment import ENV_FLAGS, collect_environment, write_environment
 from harness.results.records import SCHEMA_VERSION
 
 

@@ -20,15 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.stats
-from test_bad_input import (
-    EXIT_BAD_INPUT,
-    FIFO,
-    assert_sane,
-    error_line,
-    fill,
-    harness,
-    tree,
-)
+from test_bad_input import EXIT_BAD_INPUT, FIFO, assert_sane, error_line, fill, harness, tree
 
 from harness import stats
 from harness.errors import HarnessInputError
@@ -171,7 +163,8 @@ BATCH_1 = "{tmp}/cifar/data_batch_1: "
 
 @pytest.mark.parametrize("setup, outcome, fragments", [
     # 1. A CIFAR-10 batch is unpickled without running anything, and its values are checked.
-    pytest.param(cifar({b"payload": Payload}), CIFAR, [BATCH_1 + "refused to load posix.mkdir"], id="cifar-reduce-payload"),
+    pytest.param(cifar({b"payload": Payload}), CIFAR, [BATCH_1 + "refused to load posix.mkdir"],
+                 id="cifar-reduce-payload"),
     pytest.param(cifar({b"payload": EvalPayload}), CIFAR, [BATCH_1 + "refused to load __builtin__.eval"],
                  id="cifar-eval-payload"),
     pytest.param(both(cifar(), sparse("cifar/data_batch_1", 64 * 1024 * 1024 + 1)), CIFAR,
@@ -192,7 +185,8 @@ BATCH_1 = "{tmp}/cifar/data_batch_1: "
     pytest.param(sparse("X/results.jsonl", SPARSE_BYTES), REPORT,
                  ["{tmp}/X/results.jsonl: line 1: longer than 16 MiB"], id="results-line-256MB"),
     pytest.param(both(run_folder(), sparse("X/environment.json", SPARSE_BYTES)), report_warning,
-                 ["{tmp}/X/environment.json: 268435456 bytes, more than the 64 MiB limit; the environment is not shown"],
+                 ["{tmp}/X/environment.json: 268435456 bytes, more than the 64 MiB limit; "
+                  "the environment is not shown"],
                  id="environment-256MB"),
     pytest.param(sparse("bench.json", SPARSE_BYTES), BENCHMARK,
                  ["{tmp}/bench.json: 268435456 bytes, more than the 64 MiB limit"], id="benchmark-256MB"),
@@ -213,14 +207,16 @@ BATCH_1 = "{tmp}/cifar/data_batch_1: "
     # 5. Values that reached a traceback.
     pytest.param(text_file("bench.json", benchmark(group=["a"])), BENCHMARK,
                  ['{tmp}/bench.json: benchmarks[0].group: ["a"] is not a string'], id="benchmark-group-a-list"),
-    pytest.param(text_file("bench.json", benchmark(stats={"mean": 1, "median": "x", "stddev": 0, "iqr": 0, "rounds": 2})),
+    pytest.param(text_file("bench.json",
+                           benchmark(stats={"mean": 1, "median": "x", "stddev": 0, "iqr": 0, "rounds": 2})),
                  BENCHMARK, ['{tmp}/bench.json: benchmarks[0].stats.median: "x" is not a finite number'],
                  id="benchmark-median-a-string"),
     pytest.param(run_folder(comparison(ratio=0)), report_warning,
                  ["{tmp}/X/results.jsonl: record 1 was skipped: field 'ratio' is 0; expected a number > 0"],
                  id="comparison-ratio-0"),
     pytest.param(run_folder(comparison(ratio=-0.5)), report_warning,
-                 ["record 1 was skipped: field 'ratio' is -0.5; expected a number > 0"], id="comparison-ratio-negative"),
+                 ["record 1 was skipped: field 'ratio' is -0.5; expected a number > 0"],
+                 id="comparison-ratio-negative"),
     pytest.param(run_folder(comparison(ci_low=0.0)), report_warning,
                  ["record 1 was skipped: field 'ci_low' is 0.0; expected a number > 0"], id="comparison-ci-low-0"),
     pytest.param(run_folder(comparison(process_ratios=[1.0, 0, 1.0])), report_warning,

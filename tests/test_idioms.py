@@ -9,9 +9,9 @@ import pytest
 
 from harness.model.spec import PRESETS
 from harness.model.synthetic import synthetic_batch
-from harness.model.variants import parse_variant, variant_spec
+from harness.model.variants import parse_variant, variant_arms, variant_spec
 from harness.parity.checks import check_variant
-from harness.timing.session import TimingPlan, measure, variant_arms
+from harness.timing.session import TimingPlan, measure
 
 PENALTY, DECAY = "l2=0.0001", "l2=0.0001,l2_style=weight_decay"
 
@@ -26,7 +26,8 @@ def test_weight_decay_groups_hold_exactly_the_l2_kernels(backend_factory):
     _, spec = variant_spec(PRESETS["cnn"], DECAY)
     model = torch_backend.build(spec)
     decayed = [g for g in model.optimizer.param_groups if g["weight_decay"] > 0]
-    kernels = {id(model.net.layers[i].weight) for i, layer in enumerate(spec.layers) if layer.type in ("dense", "conv2d")}
+    kernels = {id(model.net.layers[i].weight)
+               for i, layer in enumerate(spec.layers) if layer.type in ("dense", "conv2d")}
     assert {id(p) for g in decayed for p in g["params"]} == kernels
     assert all(g["weight_decay"] == pytest.approx(2e-4) for g in decayed)
     rest = [g for g in model.optimizer.param_groups if g["weight_decay"] == 0]
@@ -87,7 +88,9 @@ def test_timing_records_name_the_stock_optimizer_class(backend_factory):
     plan = _plan(("baseline", "optimizer_impl=matched"), spec=spec, rounds=2, steps=1, warmup=0)
     records = measure(tf_backend, spec, plan, "cpu", 2)
     assert [r.optimizer_class for r in records] == [
-        "keras.src.optimizers.adam.Adam", "backends.tensorflow_backend._keras_classes.<locals>.TorchEpsilonAdam"]
+        "keras.src.optimizers.adam.Adam",
+        "backends.tensorflow_backend._torch_epsilon_adam_class.<locals>.TorchEpsilonAdam",
+    ]
 
 
 def test_building_a_model_does_not_reseed_the_process(backend_factory):

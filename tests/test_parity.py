@@ -30,10 +30,10 @@ def test_verdicts_repeat_exactly(pair):
 
 
 def test_a_wrong_flatten_order_is_caught(pair, monkeypatch):
-    import backends.tensorflow_backend as tfb
+    import backends._keras_layers as keras_layers
 
-    monkeypatch.setattr(tfb, "_flat_to_keras", lambda rows, hwc: rows)  # the classic NHWC/NCHW bug
-    monkeypatch.setattr(tfb, "_flat_to_torch", lambda rows, hwc: rows)
+    monkeypatch.setattr(keras_layers, "flat_to_keras", lambda rows, hwc: rows)  # the classic NHWC/NCHW bug
+    monkeypatch.setattr(keras_layers, "flat_to_torch", lambda rows, hwc: rows)
     records = {r.check: r for r in check_variant(*pair, PRESETS["cnn"], parse_variant("dropout=absent"))}
     assert not records["forward_eval"].passed
     assert records["forward_eval"].max_rel_err > 1e-3
@@ -42,8 +42,7 @@ def test_a_wrong_flatten_order_is_caught(pair, monkeypatch):
 def test_keras_native_adam_epsilon_is_caught(pair, monkeypatch):
     import backends.tensorflow_backend as tfb
 
-    both, _ = tfb._keras_classes()
-    monkeypatch.setattr(tfb, "_keras_classes", lambda: (both, pair[1].keras.optimizers.Adam))
+    monkeypatch.setattr(tfb, "_torch_epsilon_adam_class", lambda keras: keras.optimizers.Adam)
     records = {r.check: r for r in check_variant(*pair, PRESETS["mlp"], parse_variant("dropout=absent"))}
     assert not records["adam_10_steps"].passed
 

@@ -11,16 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import harness.model.spin
 from harness.errors import HarnessInputError
 from harness.model.layers import Activation, BatchNorm, BusyWait, Dropout
 from harness.model.spec import PRESETS, infer_shapes
 from harness.results.records import PerCallRecord, TimingRecord, from_dict
-from harness.timing.percall import (
-    parse_layer_arg,
-    per_call_estimate,
-    sentence,
-    with_copies,
-)
+from harness.timing.percall import parse_layer_arg, per_call_estimate, with_copies
 
 REPO = Path(__file__).resolve().parents[1]
 HANG_GUARD_S = 300
@@ -39,8 +35,10 @@ def test_parse_layer_arg(text, layer):
 
 
 @pytest.mark.parametrize("text, fragments", [
-    pytest.param("dense=3", ["'dense=3'", "changes its input's shape", "dropout, activation, batchnorm, busywait"], id="dense-not-stackable"),
-    pytest.param('{"type": "dense", "units": 3}', ['"dense"', "only a layer that keeps its input's shape can be stacked"],
+    pytest.param("dense=3", ["'dense=3'", "changes its input's shape", "dropout, activation, batchnorm, busywait"],
+                 id="dense-not-stackable"),
+    pytest.param('{"type": "dense", "units": 3}',
+                 ['"dense"', "only a layer that keeps its input's shape can be stacked"],
                  id="json-dense-not-stackable"),
     pytest.param('{"type": "flatten"}', ['"flatten"', "can be stacked"], id="json-flatten-not-stackable"),
     pytest.param("dropout=x", ["'dropout=x'", "'x' is not a number"], id="rate-not-a-number"),
@@ -131,10 +129,10 @@ def _per_call(per_call_s: float, ci_low_s: float, ci_high_s: float) -> PerCallRe
 
 
 def test_sentence_gives_the_cost_or_its_bound():
-    measured = sentence(_per_call(3.1e-6, 2.5e-6, 3.7e-6))
+    measured = _per_call(3.1e-6, 2.5e-6, 3.7e-6).sentence
     assert "3.10 µs per call of dropout=0" in measured and "0.310% of a 1.00 ms step" in measured
     assert "95% CI 2.50 to 3.70 µs, 3 processes" in measured
-    bounded = sentence(_per_call(0.2e-6, -0.5e-6, 0.9e-6))
+    bounded = _per_call(0.2e-6, -0.5e-6, 0.9e-6).sentence
     assert "no measurable cost per call of dropout=0: at most 0.90 µs" in bounded and "µs per call" not in bounded
 
 
@@ -148,13 +146,13 @@ def test_busywait_is_refused_in_compiled_mode_before_anything_runs():
 
 
 def test_busywait_is_the_identity_that_spins_in_torch(backend_factory, monkeypatch):
-    from backends import torch_backend
+    from backends import _torch_layers
 
     backend = backend_factory("torch")
     torch = backend.torch
     spun = []
-    monkeypatch.setattr(torch_backend, "spin", spun.append)
-    module, pad, _ = torch_backend.BUILDERS[BusyWait](torch, (8,), BusyWait(20.0))
+    monkeypatch.setattr(harness.model.spin, "spin", spun.append)
+    module, pad, _ = _torch_layers.BUILDERS[BusyWait](torch, (8,), BusyWait(20.0))
     x = torch.randn(4, 8)
 
     assert pad is None
@@ -170,12 +168,12 @@ def test_busywait_is_the_identity_that_spins_in_torch(backend_factory, monkeypat
 
 
 def test_busywait_is_the_identity_that_spins_in_keras(backend_factory, monkeypatch):
-    from backends import tensorflow_backend
+    from backends import _keras_layers
 
     backend = backend_factory("tensorflow")
     spun = []
-    monkeypatch.setattr(tensorflow_backend, "spin", spun.append)
-    layer = tensorflow_backend.BUILDERS[BusyWait](backend.keras, BusyWait(20.0), 0, 0)
+    monkeypatch.setattr(harness.model.spin, "spin", spun.append)
+    layer = _keras_layers.BUILDERS[BusyWait](backend.keras, BusyWait(20.0), 0, 0)
     x = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
 
     np.testing.assert_array_equal(np.asarray(layer(x)), x)
@@ -192,7 +190,8 @@ def test_percall_command_recovers_its_records(tmp_path):
                           timeout=HANG_GUARD_S, check=False)
 
     assert done.returncode == 0, done.stderr
-    records = [from_dict(data) for data in json.loads(out.read_text(encoding="utf-8"))]
+    written = json.loads(out.read_text(encoding="utf-8"))
+    records = [from_dict(data) for data in written]
     timings = [r for r in records if isinstance(r, TimingRecord)]
     per_call = [r for r in records if isinstance(r, PerCallRecord)]
     assert len(records) == 3 and len(timings) == 2 and len(per_call) == 1
@@ -210,5 +209,7 @@ def test_percall_command_recovers_its_records(tmp_path):
     assert record.session == timings[0].session
     # The printed answer is the record's sentence: "µs per call" where the CI excludes 0 (a loaded
     # machine can widen it past 0: then the bound is printed, "no measurable cost per call").
-    assert sentence(record) in done.stdout, done.stdout
+    assert record.sentence in done.stdout, done.stdout
+    assert written[-1]["derived"] == {"sentence": record.sentence}  # for scripts, beside the stored numbers
+    assert all("derived" not in data for data in written[:-1])  # timings derive nothing
     assert ("µs per call of busywait=200" in done.stdout) == (record.ci_low_s > 0 or record.ci_high_s < 0)

@@ -9,6 +9,7 @@ killed mid-case. Skipped when the `ray` extra is not installed; `.ci/run` instal
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -16,15 +17,18 @@ from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -c constraints-cpu.txt -e '.[ray]')")
+ray = pytest.importorskip(
+    "ray", reason="the ray extra is not installed (pip install -c constraints-cpu.txt -e '.[ray]')")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from harness.errors import HarnessInputError  # noqa: E402
-from harness.results.records import RESULTS_FILE, SCHEMA_VERSION, read_results  # noqa: E402
+from harness.results.reading import read_results  # noqa: E402
+from harness.results.records import RESULTS_FILE, SCHEMA_VERSION  # noqa: E402
 from harness.running.ray_executor import NODE_RESOURCE, RayExecutor  # noqa: E402
 from harness.running.runner import Case, CasesInterrupted, run_cases  # noqa: E402
 
 pytestmark = pytest.mark.slow
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def sleeping_case(case_id: str, seconds: float, exclusive: bool, marker_dir: Path | None = None) -> Case:
@@ -174,3 +178,16 @@ def test_a_cluster_without_the_node_resource_is_refused(tmp_path):
                       executor=RayExecutor(bare.address))
     finally:
         bare.shutdown()
+
+
+def test_an_unreachable_address_is_refused_at_once_before_the_run_folder_exists(tmp_path):
+    """One line naming --ray-address (ray.init alone retries for ~20 s, printing a warning a
+    second), and no run folder left behind."""
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "harness", "run", "--suite", "quick", "--executor", "ray",
+                           "--ray-address", "127.0.0.1:9", "--out", str(out)],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: --ray-address 127.0.0.1:9: no Ray cluster could be reached there")
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not out.exists()

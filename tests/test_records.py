@@ -6,13 +6,7 @@ import math
 
 import pytest
 
-from harness.results.records import (
-    ComparisonRecord,
-    ParityRecord,
-    RecordError,
-    TimingRecord,
-    from_dict,
-)
+from harness.results.records import ComparisonRecord, ParityRecord, RecordError, TimingRecord, from_dict
 
 TIMING = TimingRecord(backend="torch", model="mlp", variant="baseline", arm="baseline/eager", device="cpu",
                       mode="eager", threads=2, median_s=1e-3, iqr_s=1e-5, rounds=2, steps_per_round=3,

@@ -14,13 +14,13 @@ import pytest
 from backends import backend_class
 from harness.errors import BackendUnavailable, HarnessInputError
 from harness.model.spec import PRESETS
-from harness.model.variants import parse_variants
+from harness.model.variants import parse_variants, variant_arms
 from harness.results.records import TimingRecord
 from harness.running.worker import read_job
 from harness.timing import replication
 from harness.timing.replication import ReplicationPlan, merge_processes, run_replicated
 from harness.timing.request import TimingRequest
-from harness.timing.session import TimingPlan, variant_arms
+from harness.timing.session import TimingPlan
 
 ARMS = ("baseline/eager", "dropout=0/eager")
 

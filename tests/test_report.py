@@ -451,7 +451,8 @@ def _replicated_session(backend: str, mode: str, base_s: float, seed: int) -> li
     injected = arm("baseline", "baseline (+2% injected)", 1.02, "injected")
     absent, zero = arm("dropout=absent", "dropout=absent", 1.0), arm("dropout=0", "dropout=0", 1.01)
     aa_cmp = _comparison(base, aa, AA_CONTROL, None)
-    return [base, aa, injected, absent, zero, aa_cmp, _comparison(base, injected, INJECTED_CONTROL, aa_cmp.paired.half_width),
+    return [base, aa, injected, absent, zero, aa_cmp,
+            _comparison(base, injected, INJECTED_CONTROL, aa_cmp.paired.half_width),
             _comparison(absent, zero, "dropout_p0_cost", aa_cmp.paired.half_width)]
 
 
@@ -548,7 +549,8 @@ def test_busy_wait_layer_is_checked_against_its_known_cost(calibrated):
     section = _section(calibrated, "Calibration")
     # 22.5 µs against 20: +12.5%, inside ±20%; 26 µs: +30.0%, outside
     assert _row(section, "torch", "mlp", "eager", "busywait=20", "22.5", "21.0–24.0", "20.0", "+12.5%", "pass (±20%)")
-    assert _row(section, "tensorflow", "mlp", "eager", "busywait=20", "26.0", "24.0–28.0", "20.0", "+30.0%", "FAIL (±20%)")
+    assert _row(section, "tensorflow", "mlp", "eager", "busywait=20", "26.0", "24.0–28.0", "20.0", "+30.0%",
+                "FAIL (±20%)")
     assert "busywait" not in _section(calibrated, "Per-call cost")
 
 

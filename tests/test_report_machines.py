@@ -34,7 +34,8 @@ def _ended(case_id: str, machine: dict) -> CaseRecord:
 def _folder(path: Path, host: str, per_call_us: float, node: str = "") -> Path:
     machine = _machine(host, node)
     return _write_run(path, [
-        ("percall/torch/mlp/eager/dropout=0", [_per_call(per_call_us)], _ended("percall/torch/mlp/eager/dropout=0", machine)),
+        ("percall/torch/mlp/eager/dropout=0", [_per_call(per_call_us)],
+         _ended("percall/torch/mlp/eager/dropout=0", machine)),
         ("time/torch/mlp/cpu/eager", _session("torch", 0.002, 1), _ended("time/torch/mlp/cpu/eager", machine)),
     ])
 

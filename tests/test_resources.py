@@ -21,13 +21,7 @@ import pytest
 import harness.model.resources as resources
 from harness.errors import HarnessInputError
 from harness.model.layers import Conv2D, Dense, Flatten
-from harness.model.resources import (
-    MemoryEstimate,
-    available_memory_bytes,
-    check_fits,
-    estimate_memory,
-    format_bytes,
-)
+from harness.model.resources import MemoryEstimate, available_memory_bytes, check_fits, estimate_memory, format_bytes
 from harness.model.spec import PRESETS, ModelSpec, Optimizer, load_spec
 
 GB = 10**9
@@ -36,9 +30,9 @@ INT64 = 8
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def dense_spec(features: int, hidden: int, batch_size: int = 32, optimizer=Optimizer("sgd", 0.01, 0.9)) -> ModelSpec:
-    return ModelSpec("big", (features,), 10, (Dense(hidden, activation="relu"), Dense(10)), optimizer,
-                     batch_size=batch_size)
+def dense_spec(features: int, hidden: int, batch_size: int = 32) -> ModelSpec:
+    return ModelSpec("big", (features,), 10, (Dense(hidden, activation="relu"), Dense(10)),
+                     Optimizer("sgd", 0.01, 0.9), batch_size=batch_size)
 
 
 def refusal(spec: ModelSpec, source: str, **kwargs) -> tuple[str, float]:

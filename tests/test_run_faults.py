@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.results.records import RESULTS_FILE, SCHEMA_VERSION, read_results
+from harness.results.reading import read_results
+from harness.results.records import RESULTS_FILE, SCHEMA_VERSION
 from harness.running import runner as case_runner
 from harness.running.runner import CASES_DIR, Case, ResultsNotWritten, run_cases
 
@@ -67,7 +68,6 @@ def start_run(out: Path) -> subprocess.Popen:
     return run
 
 
-@pytest.mark.slow
 def test_sigkill_of_the_runner_leaves_no_case_process(tmp_path, backend_factory):
     backend_factory("torch")  # skips where torch is missing
     out = tmp_path / "run"
@@ -81,7 +81,6 @@ def test_sigkill_of_the_runner_leaves_no_case_process(tmp_path, backend_factory)
     assert wait_until(lambda: not processes_mentioning(case_folder), within_s=10), processes_mentioning(case_folder)
 
 
-@pytest.mark.slow
 def test_sigterm_is_like_ctrl_c(tmp_path, backend_factory):
     backend_factory("torch")
     out = tmp_path / "run"
@@ -117,7 +116,8 @@ def test_a_failed_results_write_keeps_every_earlier_case(tmp_path, monkeypatch):
     assert "No space left on device" in str(raised.value)
     results = tmp_path / RESULTS_FILE
     lines = results.read_text().splitlines()
-    assert [(json.loads(line)["case_id"], json.loads(line)["kind"]) for line in lines] == [("a", "timing"), ("a", "case")]
+    written = [json.loads(line) for line in lines]
+    assert [(record["case_id"], record["kind"]) for record in written] == [("a", "timing"), ("a", "case")]
     assert results.read_bytes().endswith(b"\n")  # no partial block left behind
 
 

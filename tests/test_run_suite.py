@@ -79,7 +79,8 @@ def test_resume_hint_repeats_the_users_options():
 
 def test_the_local_executor_path_imports_no_ray():
     """`--executor local` (the default) must work without the ray extra and never import it."""
-    code = ("import argparse, sys\nfrom harness.cli.main import build_parser\nfrom harness.running.session import make_executor\n"
+    code = ("import argparse, sys\nfrom harness.cli.main import build_parser\n"
+            "from harness.running.session import make_executor\n"
             "args = build_parser().parse_args(['run', '--suite', 'quick'])\n"
             "executor = make_executor(args.executor, args.ray_address, args.threads)\n"
             "assert (args.executor, executor.name) == ('local', 'local') and executor.threads >= 1\n"

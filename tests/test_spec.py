@@ -15,24 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessInputError
-from harness.model.layers import (
-    BatchNorm,
-    Conv2D,
-    Dense,
-    Dropout,
-    Flatten,
-    MaxPool2D,
-    same_padding,
-)
-from harness.model.spec import (
-    PRESETS,
-    ModelSpec,
-    Optimizer,
-    check_spec,
-    infer_shapes,
-    load_spec,
-    parse_spec,
-)
+from harness.model.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, same_padding
+from harness.model.spec import PRESETS, ModelSpec, Optimizer, check_spec, infer_shapes, load_spec, parse_spec
 
 SPECS_DIR = Path(__file__).parent / "specs"
 SPEC_FILES = sorted(SPECS_DIR.glob("*.json"))

@@ -15,27 +15,10 @@ import pytest
 from harness.errors import HarnessInputError
 from harness.model.layers import BatchNorm, Dense, Dropout
 from harness.model.spec import ModelSpec, Optimizer
-from harness.results.records import (
-    BNVarianceShiftRecord,
-    StudyEpochRecord,
-    StudyRunRecord,
-    from_dict,
-)
-from harness.study.datasets import (
-    VALIDATION_FRACTION,
-    load_dataset,
-    read_cifar10,
-    split_and_standardize,
-)
+from harness.results.records import BNVarianceShiftRecord, StudyEpochRecord, StudyRunRecord, from_dict
+from harness.study.datasets import VALIDATION_FRACTION, load_dataset, read_cifar10, split_and_standardize
 from harness.study.metrics import EarlyStopping, constancy, variance_shift
-from harness.study.train import (
-    StudyPlan,
-    StudyVariant,
-    bn_variance_shifts,
-    initial_weights,
-    study_spec,
-    train_run,
-)
+from harness.study.train import StudyPlan, StudyVariant, bn_variance_shifts, initial_weights, study_spec, train_run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -203,7 +186,8 @@ def test_cifar10_reads_the_standard_python_batches(tmp_path):
 
 @pytest.mark.parametrize("damage, message", [
     (lambda folder: (folder / "test_batch").unlink(), "missing test_batch"),
-    (lambda folder: (folder / "data_batch_3").write_bytes(b"not a pickle"), "data_batch_3: not a CIFAR-10 python batch"),
+    (lambda folder: (folder / "data_batch_3").write_bytes(b"not a pickle"),
+     "data_batch_3: not a CIFAR-10 python batch"),
     (lambda folder: (folder / "data_batch_2").write_bytes(pickle.dumps({b"data": np.zeros((2, 10))})),
      "data_batch_2: not a CIFAR-10 python batch"),
 ])
@@ -238,7 +222,6 @@ def test_initial_weights_are_the_same_in_both_frameworks(backend_factory):
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.slow
 def test_the_harness_loop_agrees_with_keras_fit(backend_factory):
     """Keras users train with model.fit: on the same batches, from the same weights, the
     harness's loop (Model.train_epoch) must end with the same weights."""
@@ -265,7 +248,6 @@ def test_the_harness_loop_agrees_with_keras_fit(backend_factory):
         np.testing.assert_allclose(ours.get_weights()[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
 
 
-@pytest.mark.slow
 def test_train_run_records_every_epoch_and_how_it_ended(backend_factory):
     pytest.importorskip("sklearn")
     backend = backend_factory("torch")

@@ -22,13 +22,7 @@ from scipy import stats
 from harness.report.reading import read_run_folder
 from harness.report.render import Image, html_page, markdown
 from harness.report.study import study_blocks
-from harness.results.records import (
-    BNVarianceShiftRecord,
-    CaseRecord,
-    Record,
-    StudyEpochRecord,
-    StudyRunRecord,
-)
+from harness.results.records import BNVarianceShiftRecord, CaseRecord, Record, StudyEpochRecord, StudyRunRecord
 from harness.study.ledger import (
     AGREE,
     BN_BEFORE_DROPOUT,

@@ -9,9 +9,9 @@ import pytest
 from backends.base import Availability, Backend, Model
 from harness.errors import HarnessInputError
 from harness.model.spec import PRESETS, model_cost
-from harness.model.variants import parse_variant
+from harness.model.variants import Arm, parse_variant, variant_arms
 from harness.timing.controls import compare_against_first
-from harness.timing.session import Arm, TimingPlan, measure, variant_arms
+from harness.timing.session import TimingPlan, measure
 
 
 def _plan(variants, *args, spec=PRESETS["mlp"], **kwargs) -> TimingPlan:

@@ -8,15 +8,7 @@ import copy
 import pytest
 
 from harness.errors import HarnessInputError
-from harness.model.layers import (
-    KERNEL_LAYERS,
-    BatchNorm,
-    Conv2D,
-    Dense,
-    Dropout,
-    Flatten,
-    MaxPool2D,
-)
+from harness.model.layers import KERNEL_LAYERS, BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D
 from harness.model.spec import PRESETS, ModelSpec, Optimizer, check_spec
 from harness.model.variants import SHORTHANDS, Variant, apply_variant, parse_variant
 

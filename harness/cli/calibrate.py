@@ -6,22 +6,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from harness.cli.arguments import (
-    add_model_args,
-    add_threads,
-    choices,
-    epilog,
-    subcommand,
-)
-from harness.cli.options import (
-    bounded_float,
-    bounded_int,
-    check_memory,
-    say,
-    write_json,
-)
-from harness.cli.time import add_replication_args, spec_source, timing_request
-from harness.model.variants import BASELINE, parse_variants
+from harness.cli.arguments import add_threads, choices
+from harness.cli.options import bounded_float, bounded_int, say, write_json
+from harness.cli.time import add_replication_args, timing_request, timing_subcommand
+from harness.model.variants import BASELINE
 from harness.results.records import PerCallRecord
 from harness.timing.calibration import (
     DEFAULT_COMPARISONS,
@@ -36,15 +24,12 @@ from harness.timing.calibration import (
 from harness.timing.controls import compare_against_first, widest_half_width
 from harness.timing.percall import PERCALL_INSTANCES, LayerArg, measure_per_call
 from harness.timing.replication import run_replicated
-from harness.timing.session import variant_arms
 
 KNOWN_COST_PRECISION = 0.05  # the known-cost fit's target half-width, as a share of the known cost
 
 
 def cmd_calibrate(args) -> int:
-    request = timing_request(args, (args.mode,), aa=True, inject=args.inject_slowdown)
-    request = request.with_plan(arms=variant_arms(request.spec, parse_variants([BASELINE])))
-    check_memory(spec_source(args), request.plan.arms, models=3 * args.instances)
+    request = timing_request(args, (args.mode,), [BASELINE], aa=True, inject=args.inject_slowdown)
 
     records, comparisons = [], []
     for index in range(args.comparisons):
@@ -77,22 +62,22 @@ def cmd_calibrate(args) -> int:
 
 def add_parser(sub) -> None:
     backends, modes, devices = choices()
-    p = subcommand(sub, "calibrate", cmd_calibrate, help="check that the timing CIs are honest on this machine",
-                   description="Run N A/A comparisons and N against an injected slowdown (both in each session), "
-                               "and report coverage (A/A CIs containing 1; target ≥ 90%), the CI half-widths and the "
-                               "detection rate of the slowdown (target ≥ 90%); then recover a layer of known per-call "
-                               "cost with `percall`, net of the same layer spinning 0 µs (target within ±20%). "
-                               "Exit 1 if a target is missed.",
-                   **epilog("calibrate --backend torch --model mlp", "calibrate --backend tensorflow --comparisons 30 "
-                            "--budget 90 --json calibration.json", variants=False))
-    add_model_args(p)
-    p.add_argument("--backend", required=True, choices=backends, help="the framework to time (required)")
+    p = timing_subcommand(
+        sub, "calibrate", cmd_calibrate, help="check that the timing CIs are honest on this machine",
+        description="Run N A/A comparisons and N against an injected slowdown (both in each session), and report "
+                    "coverage (A/A CIs containing 1; target ≥ 90%), the CI half-widths and the detection rate of the "
+                    "slowdown (target ≥ 90%); then recover a layer of known per-call cost with `percall`, net of the "
+                    "same layer spinning 0 µs (target within ±20%). Exit 1 if a target is missed.",
+        examples=("calibrate --backend torch --model mlp",
+                  "calibrate --backend tensorflow --comparisons 30 --budget 90 --json calibration.json"),
+        variants=False)
     p.add_argument("--comparisons", type=bounded_int(1, 10_000), default=DEFAULT_COMPARISONS, metavar="N",
                    help=f"sessions; each gives one A/A and one injected comparison (default: {DEFAULT_COMPARISONS})")
     p.add_argument("--inject-slowdown", type=bounded_float(0.0, 1.0, low_open=True), default=DEFAULT_INJECTED,
                    metavar="F", help=f"the known slowdown to detect, as a fraction (default: {DEFAULT_INJECTED:g})")
     p.add_argument("--known-cost-us", type=bounded_float(0.0, 1e5), default=KNOWN_COST_US, metavar="US",
-                   help=f"per-call cost of the busy-wait layer percall must recover (default: {KNOWN_COST_US:g}; 0: skip)")
+                   help="per-call cost of the busy-wait layer percall must recover "
+                   f"(default: {KNOWN_COST_US:g}; 0: skip)")
     p.add_argument("--mode", choices=modes, default="eager", help="(default: eager)")
     p.add_argument("--device", default="cpu", choices=devices, help="(default: cpu)")
     add_threads(p)

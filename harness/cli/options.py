@@ -82,10 +82,15 @@ def check_output_folder(path: str | None, option: str) -> None:
     """A folder the command will create or write into: not a file, and writable."""
     if path is None:
         return
+    if not path.strip():  # Path("") is ".": the command would write into the current folder
+        raise HarnessInputError(f"{option} {path!r}: an empty path; name a folder")
     target = Path(path)
-    if target.exists() and not target.is_dir():
-        raise HarnessInputError(f"{option} {path}: is a file, not a folder")
-    existing = next(p for p in (target, *target.parents) if p.exists())
+    try:
+        if target.exists() and not target.is_dir():
+            raise HarnessInputError(f"{option} {path}: is a file, not a folder")
+        existing = next(p for p in (target, *target.parents) if p.exists())
+    except OSError as exc:  # e.g. a name over the file system's 255 bytes
+        raise HarnessInputError(f"{option} {path}: {exc.strerror}") from None
     if not os.access(existing, os.W_OK | os.X_OK):
         raise HarnessInputError(f"{option} {path}: {existing} is not writable")
 
@@ -108,10 +113,18 @@ def allocation_failure(exc: BaseException) -> bool:
                                              "out of memory", "OOM when allocating", "_ArrayMemoryError"))
 
 
+def json_record(record) -> dict:
+    """A record as --json writes it: its stored fields, and under "derived" what the harness
+    computes from them (a comparison's verdict and sentence), so a script need not re-implement
+    the rules. `report` and --resume read only the stored fields."""
+    derived = record.derived()
+    return {**record.as_dict(), "derived": derived} if derived else record.as_dict()
+
+
 def write_json(path: str | None, records) -> None:
     if path:
         try:
-            Path(path).write_text(json.dumps([r.as_dict() for r in records], indent=1) + "\n", encoding="utf-8")
+            Path(path).write_text(json.dumps([json_record(r) for r in records], indent=1) + "\n", encoding="utf-8")
         except OSError as exc:  # the path was checked first; this is e.g. a full disk
             raise HarnessInputError(f"--json {path}: could not write the records ({exc.strerror}); "
                                     "the results are printed below") from None

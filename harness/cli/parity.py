@@ -5,29 +5,16 @@ graphs), as opposed to the timing commands, which measure in worker processes.""
 from __future__ import annotations
 
 from backends import REFERENCE, create_backend, parity_partners
-from harness.cli.arguments import (
-    add_model_args,
-    add_threads,
-    choices,
-    epilog,
-    subcommand,
-)
-from harness.cli.options import (
-    check_memory,
-    check_output_file,
-    note_unchanged,
-    say,
-    write_json,
-)
+from harness.cli.arguments import add_model_args, add_threads, choices, epilog, subcommand
+from harness.cli.options import check_memory, check_output_file, note_unchanged, say, write_json
 from harness.cli.time import spec_source
 from harness.errors import BackendUnavailable
 from harness.model.spec import PRESETS, resolve_spec
 from harness.model.synthetic import synthetic_batch
-from harness.model.variants import parse_variants
+from harness.model.variants import parse_variants, variant_arms
 from harness.parity.checks import check_variant
 from harness.results.records import InspectRecord
 from harness.suite.suites import SUITES
-from harness.timing.session import variant_arms
 
 
 def cmd_parity(args) -> int:

@@ -5,15 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.arguments import (
-    add_model_args,
-    add_threads,
-    choices,
-    epilog,
-    subcommand,
-)
+from harness.cli.arguments import add_threads, choices
 from harness.cli.options import say, write_json
-from harness.cli.time import add_replication_args, spec_source, timing_request
+from harness.cli.time import add_replication_args, spec_source, timing_request, timing_subcommand
 from harness.model.resources import check_fits
 from harness.timing.percall import (
     DEFAULT_COPIES,
@@ -21,7 +15,6 @@ from harness.timing.percall import (
     LayerArg,
     check_per_call,
     measure_per_call,
-    sentence,
     with_copies,
 )
 
@@ -31,7 +24,8 @@ def copies_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(sorted({int(part) for part in text.split(",")}))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated whole numbers, e.g. 0,32,64,128") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected comma-separated whole numbers, e.g. 0,32,64,128") from None
     if len(values) < 2 or values[0] < 0 or values[-1] > 1000:
         raise argparse.ArgumentTypeError(f"{text!r}: expected at least two different counts from 0 to 1000")
     return values
@@ -52,7 +46,7 @@ def cmd_percall(args) -> int:
     for r in found.records:
         print(f"{r.arm:36} {r.median_s * 1e3:10.3f} {r.iqr_s * 1e3:8.3f} "
               f"{f'{r.processes} x {r.rounds // r.processes}':>18}")
-    print(sentence(record))
+    print(record.sentence)
     if found.reached > request.replication.precision:
         print(f"warning: the target precision ±{args.precision:g} µs was not reached (±{found.reached * 1e6:.2f} µs: "
               f"{found.stop_reason}); a larger --budget narrows the CI.")
@@ -62,16 +56,15 @@ def cmd_percall(args) -> int:
 
 def add_parser(sub) -> None:
     backends, modes, devices = choices()
-    p = subcommand(sub, "percall", cmd_percall, help="per-call cost of a layer that should be free (dose-response)",
-                   description="Insert k copies of a layer after the model's first layer (k = --copies), time the "
-                               "k-arms interleaved in replicated worker processes, and fit step time against k: the "
-                               "slope is the cost of one call, in µs with a 95% CI, and as a share of the step.",
-                   **epilog("percall --backend torch --model mlp --layer dropout=0",
-                            "percall --backend tensorflow --layer dropout=0 --mode compiled --json pc.json",
-                            "percall --backend torch --layer busywait=20 --net-of busywait=0  (a layer of known cost)",
-                            variants=False))
-    add_model_args(p)
-    p.add_argument("--backend", required=True, choices=backends, help="the framework to time (required)")
+    p = timing_subcommand(
+        sub, "percall", cmd_percall, help="per-call cost of a layer that should be free (dose-response)",
+        description="Insert k copies of a layer after the model's first layer (k = --copies), time the k-arms "
+                    "interleaved in replicated worker processes, and fit step time against k: the slope is the cost "
+                    "of one call, in µs with a 95% CI, and as a share of the step.",
+        examples=("percall --backend torch --model mlp --layer dropout=0",
+                  "percall --backend tensorflow --layer dropout=0 --mode compiled --json pc.json",
+                  "percall --backend torch --layer busywait=20 --net-of busywait=0  (a layer of known cost)"),
+        variants=False)
     p.add_argument("--layer", required=True, metavar="L",
                    help="TYPE=VALUE: dropout=RATE, activation=NAME, batchnorm=MOMENTUM, busywait=MICROSECONDS; or a "
                         "JSON layer object (README: Model spec)")

@@ -13,22 +13,11 @@ from harness.cli.options import bounded_int, check_output_folder
 from harness.model.spec import PRESETS
 from harness.model.variants import parse_variants
 from harness.report import build_report
-from harness.running.session import (
-    check_run_folder,
-    make_executor,
-    resume_command,
-    run_in_folder,
-    skip_reasons,
-)
+from harness.running.session import check_run_folder, make_executor, resume_command, run_in_folder, skip_reasons
 from harness.study.plan import check_data, plan_study_cases
 from harness.study.suites import STUDY_SUITES
 from harness.suite.answers import question_comparisons
-from harness.suite.planning import (
-    RunRequest,
-    check_request,
-    plan_cases,
-    resolve_devices,
-)
+from harness.suite.planning import RunRequest, check_request, plan_cases, resolve_devices
 from harness.suite.suites import SUITES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -52,38 +41,43 @@ def run_request(args) -> RunRequest:
 
 
 def cmd_run(args) -> int:
-    check_output_folder(args.out, "--out")
     request = run_request(args)
-    out = Path(args.out) if args.out else RUNS_DIR / (datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-                                                      + f"-{args.suite}")
+    out = Path(args.out) if args.out is not None else RUNS_DIR / (datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+                                                                  + f"-{args.suite}")
+    check_output_folder(str(out) if args.out is None else args.out, "--out")
     check_run_folder(out, args.resume)
     executor = make_executor(args.executor, args.ray_address, args.threads)
     cases = plan_cases(request, skip_reasons(executor, request.backends))
-    return run_in_folder(cases, out, resume=args.resume, again=resume_command("run", sys.argv[2:], out),
+    return run_in_folder("run", cases, out, resume=args.resume, again=resume_command("run", sys.argv[2:], out),
                          executor=executor, label=f"{args.suite} suite", report=_report,
                          postprocess=question_comparisons)
 
 
 def cmd_study(args) -> int:
-    check_output_folder(args.out, "--out")
     suite = STUDY_SUITES[args.suite]
     if args.data is not None:
         check_data(args.data)
     if args.seeds is not None or args.epochs is not None:
         suite = replace(suite, seeds=args.seeds or suite.seeds, epochs=args.epochs or suite.epochs)
-    out = Path(args.out) if args.out else RUNS_DIR / f"study-{args.suite}"
+    out = Path(args.out) if args.out is not None else RUNS_DIR / f"study-{args.suite}"
+    check_output_folder(str(out) if args.out is None else args.out, "--out")
     check_run_folder(out, args.resume)
     backends = tuple(dict.fromkeys(args.backends))
     executor = make_executor(args.executor, args.ray_address, args.threads)
     cases = plan_study_cases(suite, backends, skip_reasons(executor, backends), args.data)
-    return run_in_folder(cases, out, resume=args.resume, again=resume_command("study", sys.argv[2:], out),
+    return run_in_folder("study", cases, out, resume=args.resume, again=resume_command("study", sys.argv[2:], out),
                          executor=executor, label=f"{args.suite} study", report=_report)
 
 
 def add_parsers(sub) -> None:
+    _add_run_parser(sub)
+    _add_study_parser(sub)
+
+
+def _add_run_parser(sub) -> None:
     backends, modes, devices = choices()
-    suites = "; ".join(f"{name}: {len(s.questions)} questions, modes {'+'.join(s.modes)}, {s.budget_s:g} s per timing case"
-                       for name, s in SUITES.items())
+    suites = "; ".join(f"{name}: {len(s.questions)} questions, modes {'+'.join(s.modes)}, "
+                       f"{s.budget_s:g} s per timing case" for name, s in SUITES.items())
     p = subcommand(sub, "run", cmd_run, help="the main job: parity + timing matrix + inspection, then a report",
                        description="Run a suite, each case in its own process, results appended to results.jsonl as "
                                    "they finish; then write report.md and index.html. Ctrl-C (or SIGTERM) keeps the "
@@ -92,8 +86,8 @@ def add_parsers(sub) -> None:
                        **epilog("run --suite quick", "run --backends torch --models mlp --out reports/runs/mine",
                                  "run --out reports/runs/mine --resume"))
     p.add_argument("--suite", choices=list(SUITES), default="default",
-                   help="what to measure (default: default, 16–23 min on 2 cores; quick 2–3 min; reference, with the default "
-                        "study, 46–100 min)")
+                   help="what to measure (default: default, 16–23 min on 2 cores; quick 2–3 min; reference, "
+                        "with the default study, 46–100 min)")
     p.add_argument("--out", metavar="DIR", help="run folder (default: a new folder under reports/runs/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out: skip its finished cases")
     p.add_argument("--backends", nargs="+", choices=backends, default=list(backends),
@@ -106,6 +100,9 @@ def add_parsers(sub) -> None:
     add_threads(p, per_node=True)
     add_executor(p)
 
+
+def _add_study_parser(sub) -> None:
+    backends, _, _ = choices()
     p = subcommand(sub, "study", cmd_study, help="train on real data: what regularization does, both frameworks, CIs",
                     description="Train small models on an offline data set in each framework (same initial weights, "
                                 "same batches), for each variant (none, L2, dropout, early stopping, BN with dropout "

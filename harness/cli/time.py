@@ -5,31 +5,22 @@ processes (harness/timing/replication.py); this process imports no framework.
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Sequence
+
 from backends import backend_class, backend_names
-from harness.cli.arguments import (
-    add_model_args,
-    add_threads,
-    choices,
-    epilog,
-    subcommand,
-)
-from harness.cli.options import (
-    bounded_float,
-    bounded_int,
-    check_memory,
-    check_output_file,
-    note_unchanged,
-    say,
-    write_json,
-)
+from harness.cli.arguments import add_model_args, add_threads, choices, epilog, subcommand
+from harness.cli.options import bounded_float, bounded_int, check_output_file, note_unchanged, say, write_json
+from harness.errors import HarnessInputError
+from harness.model.resources import check_fits
 from harness.model.spec import resolve_spec
-from harness.model.variants import parse_variants
+from harness.model.variants import parse_variants, variant_arms
 from harness.stats import MIN_PROCESSES
 from harness.timing.controls import AA_CONTROL, compare_against_first, widest_half_width
 from harness.timing.replication import run_replicated
 from harness.timing.replication_plan import DEFAULT_MIN_PROCESSES, ReplicationPlan
 from harness.timing.request import TimingRequest
-from harness.timing.session import TimingPlan, variant_arms
+from harness.timing.session import TimingPlan
 
 NOISY_FLOOR = 0.05  # an A/A floor above this makes a session's small verdicts untrustworthy
 
@@ -39,24 +30,42 @@ def spec_source(args) -> str:
     return args.spec or f"--model {args.model or 'mlp'}"
 
 
-def timing_request(args, modes: tuple[str, ...], arms=(), per_call_s: float | None = None, **plan) -> TimingRequest:
-    """The request of a timing command: the backend class looked up once, its modes and device
-    checked, the spec read once; `plan` sets TimingPlan fields beyond the replication options.
-    `per_call_s`: the target half-width of a per-call cost, in seconds (else --precision, a fraction)."""
+def timing_request(args, modes: tuple[str, ...], variants: Sequence[str] = (), per_call_s: float | None = None,
+                   **plan) -> TimingRequest:
+    """The request of a timing command, every option checked before anything runs: the output
+    path and process counts first, then the backend class (looked up once) with its modes and
+    device, the spec (read once), and each of `variants` parsed and applied once into the plan's
+    arms. `plan` sets TimingPlan fields beyond the replication options. `per_call_s`: the target
+    half-width of a per-call cost, in seconds (else --precision, a fraction)."""
+    check_output_file(args.json, "--json")
+    min_processes = _min_processes(args)
     cls = backend_class(args.backend)
     for mode in modes:
         cls.check_mode(mode)
     cls.check_device(args.device)
-    check_output_file(args.json, "--json")
-    budget_s = args.budget if args.budget is not None else cls.TIMING_BUDGET_S
-    replication = ReplicationPlan(precision=args.precision if per_call_s is None else per_call_s, budget_s=budget_s,
-                                  min_processes=min(args.min_processes, args.max_processes),
-                                  max_processes=args.max_processes, unit="fraction" if per_call_s is None else "s")
-    timing_plan = TimingPlan(arms=tuple(arms), modes=modes, process_s=args.process_seconds, rounds=args.rounds,
+    spec = resolve_spec(args.model, args.spec)
+    arms = variant_arms(spec, parse_variants(variants)) if variants else ()
+    replication = ReplicationPlan(precision=args.precision if per_call_s is None else per_call_s,
+                                  budget_s=args.budget if args.budget is not None else cls.TIMING_BUDGET_S,
+                                  min_processes=min_processes, max_processes=args.max_processes,
+                                  unit="fraction" if per_call_s is None else "s")
+    timing_plan = TimingPlan(arms=arms, modes=modes, process_s=args.process_seconds, rounds=args.rounds,
                              steps=args.steps, warmup=args.warmup, round_s=args.round_seconds,
                              instances=args.instances, **plan)
-    return TimingRequest(backend=cls, device=args.device, threads=args.threads,
-                         spec=resolve_spec(args.model, args.spec), plan=timing_plan, replication=replication)
+    for arm in arms:  # refused before anything is built: every model a process holds must fit
+        check_fits(arm.spec, f"{spec_source(args)} [{arm.label}]", models=timing_plan.models_held())
+    return TimingRequest(backend=cls, device=args.device, threads=args.threads, spec=spec, plan=timing_plan,
+                         replication=replication)
+
+
+def _min_processes(args) -> int:
+    """--min-processes, refused above --max-processes; its default yields to a smaller maximum."""
+    if args.min_processes is None:
+        return min(DEFAULT_MIN_PROCESSES, args.max_processes)
+    if args.min_processes > args.max_processes:
+        raise HarnessInputError(f"--min-processes {args.min_processes} is more than --max-processes "
+                                f"{args.max_processes}")
+    return args.min_processes
 
 
 def _note_idioms(request: TimingRequest) -> None:
@@ -71,13 +80,11 @@ def _note_idioms(request: TimingRequest) -> None:
 
 def cmd_time(args) -> int:
     modes = tuple(dict.fromkeys(args.mode or ["eager"]))
-    request = timing_request(args, modes, aa=args.aa, inject=args.inject_slowdown, reference_loop=args.reference_loop)
-    request = request.with_plan(arms=variant_arms(request.spec, parse_variants(args.variant)))
+    request = timing_request(args, modes, args.variant, aa=args.aa, inject=args.inject_slowdown,
+                             reference_loop=args.reference_loop)
     plan, spec = request.plan, request.spec
     note_unchanged(spec, plan.arms)
     _note_idioms(request)
-    controls = (plan.aa + (plan.inject > 0)) * len(modes) + plan.reference_loop
-    check_memory(spec_source(args), plan.arms, models=(len(plan.arms) * len(modes) + controls) * plan.instances)
 
     found = run_replicated(request, widest_half_width, progress=lambda m: say(f"time: {m}"))
     say(f"stopped: {found.summary()}")
@@ -95,8 +102,8 @@ def cmd_time(args) -> int:
         print(c.sentence + spread)
     for c in comparisons:
         if c.question == AA_CONTROL and c.noise_floor is not None and c.noise_floor > NOISY_FLOOR:
-            print(f"warning: this session was noisy ({c.mode}: A/A noise floor ±{c.noise_floor:.0%}); an effect smaller "
-                  "than that cannot be told from noise here. Rerun on a quieter machine.")
+            print(f"warning: this session was noisy ({c.mode}: A/A noise floor ±{c.noise_floor:.0%}); an effect "
+                  "smaller than that cannot be told from noise here. Rerun on a quieter machine.")
     if comparisons and found.reached > args.precision:
         print(f"warning: the target precision ±{args.precision:.1%} was not reached (±{found.reached:.1%}: "
               f"{found.stop_reason}); a larger --budget narrows the CIs.")
@@ -118,7 +125,7 @@ def add_replication_args(parser, precision_help: str = "target 95%% CI half-widt
                        metavar="SECONDS", help=f"wall time for the whole comparison, process start and compilation "
                                                f"included (default: {default_text}); --min-processes run even if "
                                                "they overrun it")
-    group.add_argument("--min-processes", type=bounded_int(1, 1000), default=DEFAULT_MIN_PROCESSES, metavar="N",
+    group.add_argument("--min-processes", type=bounded_int(1, 1000), metavar="N",
                        help=f"worker processes before the precision or the budget may stop it (default: "
                             f"{DEFAULT_MIN_PROCESSES}; a verdict needs {MIN_PROCESSES})")
     group.add_argument("--max-processes", type=bounded_int(1, 1000), default=40, metavar="N", help="(default: 40)")
@@ -136,21 +143,30 @@ def add_replication_args(parser, precision_help: str = "target 95%% CI half-widt
     group.add_argument("--round-seconds", type=bounded_float(0.0, 10.0, low_open=True), default=TimingPlan.round_s,
                        metavar="S", help=f"how long one arm runs per round, (0, 10] (default: {TimingPlan.round_s:g})")
     group.add_argument("--warmup", type=bounded_int(0, 10_000), default=TimingPlan.warmup,
-                       help=f"warm-up steps per instance after the first (compiling) step (default: {TimingPlan.warmup})")
+                       help=f"warm-up steps per instance after the first (compiling) step "
+                            f"(default: {TimingPlan.warmup})")
+
+
+def timing_subcommand(sub, name: str, func, *, help: str, description: str, examples: Sequence[str],
+                      variants: bool = True) -> argparse.ArgumentParser:
+    """A timing command's parser with what every timing command takes: the model and --backend."""
+    p = subcommand(sub, name, func, help=help, description=description, **epilog(*examples, variants=variants))
+    add_model_args(p)
+    p.add_argument("--backend", required=True, choices=backend_names(), help="the framework to time (required)")
+    return p
 
 
 def add_parser(sub) -> None:
     backends, modes, devices = choices()
-    p = subcommand(sub, "time", cmd_time, help="per-training-step time of variants, interleaved, with CIs",
-                   description="Time one training step (forward, loss, backward, update) of each variant. With two "
-                               "or more arms they are measured interleaved (every round runs every arm, in a new "
-                               "random order), replicated in worker processes, and compared with the first: the "
-                               "ratio with its 95% CI over processes, the per-process spread and a verdict.",
-                   **epilog("time --backend torch --variant dropout=absent --variant dropout=0 --aa",
-                            "time --backend tensorflow --model cnn --variant baseline --mode eager --mode compiled",
-                            "time --backend torch --variant baseline --reference-loop --json t.json"))
-    add_model_args(p)
-    p.add_argument("--backend", required=True, choices=backends, help="the framework to time (required)")
+    p = timing_subcommand(
+        sub, "time", cmd_time, help="per-training-step time of variants, interleaved, with CIs",
+        description="Time one training step (forward, loss, backward, update) of each variant. With two or more arms "
+                    "they are measured interleaved (every round runs every arm, in a new random order), replicated "
+                    "in worker processes, and compared with the first: the ratio with its 95% CI over processes, the "
+                    "per-process spread and a verdict.",
+        examples=("time --backend torch --variant dropout=absent --variant dropout=0 --aa",
+                  "time --backend tensorflow --model cnn --variant baseline --mode eager --mode compiled",
+                  "time --backend torch --variant baseline --reference-loop --json t.json"))
     p.add_argument("--variant", action="append", required=True, metavar="V",
                    help="repeatable (at least one); the first is the baseline A the others are compared with")
     p.add_argument("--mode", action="append", choices=modes, help="repeatable (default: eager)")

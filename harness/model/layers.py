@@ -22,7 +22,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from harness.errors import HarnessInputError
 from harness.model.fields import REQUIRED, Fields
@@ -78,7 +78,7 @@ _FIELD_PARSERS: dict[str, Callable[[Fields, str, Any], Any]] = {
 }
 
 
-def parse_layer(cls: type, data: dict, where: str) -> "Layer":
+def parse_layer(cls: type, data: dict, where: str) -> Layer:
     """A layer of type `cls` from its JSON object: every field of the dataclass, parsed by its
     name's parser (required where the dataclass has no default); unknown fields are errors."""
     layer_fields = dataclasses.fields(cls)
@@ -209,7 +209,7 @@ class BusyWait(_ShapeKeeping):
     type: ClassVar[str] = "busywait"
 
 
-Layer = Union[Dense, Conv2D, MaxPool2D, Flatten, Activation, Dropout, BatchNorm, BusyWait]
+Layer = Dense | Conv2D | MaxPool2D | Flatten | Activation | Dropout | BatchNorm | BusyWait
 LAYER_TYPES: dict[str, type] = {cls.type: cls for cls in (Dense, Conv2D, MaxPool2D, Flatten, Activation, Dropout,
                                                            BatchNorm, BusyWait)}
 KERNEL_LAYERS = (Dense, Conv2D)  # the KernelLayer types: the layers L1/L2 apply to

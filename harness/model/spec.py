@@ -25,24 +25,14 @@ index and the field: `my.json: layers[2].rate: 1.5 is not in [0, 1)`.
 from __future__ import annotations
 
 import json
-import os
-import stat
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessInputError
+from harness.files import read_small_file
 from harness.model.fields import Fields, describe
-from harness.model.layers import (
-    LAYER_TYPES,
-    Conv2D,
-    Dense,
-    Dropout,
-    Flatten,
-    Layer,
-    MaxPool2D,
-    parse_layer,
-)
+from harness.model.layers import LAYER_TYPES, Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, parse_layer
 
 
 @dataclass(frozen=True)
@@ -72,7 +62,7 @@ class ModelSpec:
     l2_style: str = "penalty"  # see the module docstring: how PyTorch writes L2
     optimizer_impl: str = "stock"  # "stock": each framework's own optimizer class; "matched": ε placed as PyTorch
 
-    def with_layers(self, layers, name: str | None = None) -> "ModelSpec":
+    def with_layers(self, layers, name: str | None = None) -> ModelSpec:
         return replace(self, layers=tuple(layers), name=name or self.name)
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +162,10 @@ def _parse_optimizer(data: Any, where: str) -> Optimizer:
     raise HarnessInputError(f"{where}.type: {kind!r} is not an optimizer (known: sgd, adam)")
 
 
+# Deep enough for any model a per-step comparison is meant for (a ResNet-152 has ~500 layers).
+MAX_LAYERS = 1000
+
+
 def parse_spec(data: Any, source: str = "spec") -> ModelSpec:
     """Validate a decoded JSON/TOML document and build the spec (shapes included)."""
     f = Fields(data, source, ("name", "input_shape", "num_classes", "layers", "optimizer", "batch_size", "seed",
@@ -189,6 +183,9 @@ def parse_spec(data: Any, source: str = "spec") -> ModelSpec:
     layers_data = f.raw("layers")
     if not isinstance(layers_data, list) or not layers_data:
         raise HarnessInputError(f"{source}.layers: expected a non-empty list of layers, got {describe(layers_data)}")
+    if len(layers_data) > MAX_LAYERS:
+        raise HarnessInputError(f"{source}.layers: {len(layers_data)} layers, at most {MAX_LAYERS}: a timing process "
+                                "builds several instances of each arm, so building alone outgrows any budget")
     layers = tuple(_parse_layer(item, f"{source}: layers[{i}]") for i, item in enumerate(layers_data))
     spec = ModelSpec(
         name=f.text("name", Path(source).stem or "spec"),
@@ -222,45 +219,12 @@ def check_spec(spec: ModelSpec, source: str = "spec") -> LayerShapes:
 
 SPEC_FILE_MIB = 1  # the largest a spec file may be; the spec files here are a few kB
 SPEC_FILE_LIMIT = SPEC_FILE_MIB * 1024 * 1024  # bytes
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def _refuse_unless_regular(path: Path, info: os.stat_result) -> None:
-    if not stat.S_ISREG(info.st_mode):
-        kind = next((name for is_kind, name in _FILE_KINDS if is_kind(info.st_mode)), "not a regular file")
-        raise HarnessInputError(f"{path}: is {kind}, not a spec file (a regular .json or .toml file)")
-    if info.st_size > SPEC_FILE_LIMIT:
-        raise HarnessInputError(f"{path}: {info.st_size} bytes, more than the {SPEC_FILE_MIB} MiB limit of a spec file")
-
-
-def _read_spec_file(path: Path) -> bytes:
-    """The bytes of a spec file, which must be a regular file of at most SPEC_FILE_LIMIT bytes.
-    Its type is checked before it is opened (opening a FIFO waits for a writer, and opening a
-    device can act on it), again on the opened file (it may have been replaced meanwhile), and at
-    most the limit + 1 bytes are read, so neither /dev/zero nor a file that grows can run away."""
-    try:
-        _refuse_unless_regular(path, os.stat(path))
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise HarnessInputError(f"{path}: no such spec file") from None
-    except OSError as exc:
-        raise HarnessInputError(f"{path}: cannot read spec file ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        _refuse_unless_regular(path, os.fstat(fd))
-        try:
-            raw = handle.read(SPEC_FILE_LIMIT + 1)
-        except OSError as exc:
-            raise HarnessInputError(f"{path}: cannot read spec file ({exc.strerror})") from None
-    if len(raw) > SPEC_FILE_LIMIT:
-        raise HarnessInputError(f"{path}: grew past the {SPEC_FILE_MIB} MiB limit of a spec file while it was read")
-    return raw
-
-
 def load_spec(path: str | Path) -> ModelSpec:
     """Load a spec from a .json or .toml file (a regular file of at most SPEC_FILE_MIB MiB)."""
     path = Path(path)
-    raw = _read_spec_file(path)
+    if not path.exists():
+        raise HarnessInputError(f"{path}: no such spec file")
+    raw = read_small_file(path, SPEC_FILE_LIMIT)  # a regular file, bounded (not /dev/zero, not a FIFO)
     if path.suffix == ".toml":
         import tomllib
 
@@ -274,7 +238,8 @@ def load_spec(path: str | Path) -> ModelSpec:
         try:
             data = json.loads(raw.decode("utf-8"))
         except json.JSONDecodeError as exc:
-            raise HarnessInputError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            raise HarnessInputError(
+                f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
         except UnicodeDecodeError:
             raise HarnessInputError(f"{path}: not valid JSON: not UTF-8 text") from None
         except (ValueError, RecursionError) as exc:  # integers over 4300 digits; absurd nesting

@@ -11,3 +11,17 @@ def spin(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
+
+
+class SpinIdentity:
+    """The behaviour of a busy-wait layer (harness/model/layers.py BusyWait) in any framework:
+    mixed into a torch Module or a Keras Layer (backends/_torch_layers.py, _keras_layers.py),
+    whose forward/call returns `self.pass_through(x)`."""
+
+    def __init__(self, seconds: float):
+        super().__init__()  # the framework's Module/Layer
+        self.seconds = seconds
+
+    def pass_through(self, x):
+        spin(self.seconds)
+        return x

@@ -17,13 +17,7 @@ from dataclasses import dataclass, replace
 
 from harness.errors import HarnessInputError
 from harness.model.layers import KERNEL_LAYERS, BatchNorm, Dropout
-from harness.model.spec import (
-    L2_STYLES,
-    OPTIMIZER_IMPLS,
-    ModelSpec,
-    Optimizer,
-    check_spec,
-)
+from harness.model.spec import L2_STYLES, OPTIMIZER_IMPLS, ModelSpec, Optimizer, check_spec
 
 ABSENT = "absent"
 BASELINE = "baseline"
@@ -155,7 +149,7 @@ class Variant:
     settings: tuple[tuple[str, Value], ...] = ()
 
     @classmethod
-    def of(cls, **settings: Value) -> "Variant":
+    def of(cls, **settings: Value) -> Variant:
         unknown = set(settings) - set(AXIS_BY_KEY)
         if unknown:
             raise ValueError(f"unknown variant keys {sorted(unknown)}")
@@ -230,3 +224,17 @@ def parse_variants(texts: Sequence[str], option: str = "--variant", merge: bool 
                                     "give it once (for an A/A control, use --aa)")
         seen.setdefault(variant.label, (text, variant))
     return tuple(variant for _, variant in seen.values())
+
+
+@dataclass(frozen=True)
+class Arm:
+    """What one arm times, before a mode is chosen: a variant of the spec, applied once by the
+    parent (`variant_arms`), or any other spec (a model with k copies of a layer: percall)."""
+
+    label: str  # the variant's label, or the named spec's
+    spec: ModelSpec
+
+
+def variant_arms(spec: ModelSpec, variants: Sequence[Variant]) -> tuple[Arm, ...]:
+    """One arm per parsed variant of `spec`."""
+    return tuple(Arm(variant.label, apply_variant(spec, variant)) for variant in variants)

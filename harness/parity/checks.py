@@ -35,8 +35,8 @@ where f64_err is the float32 reference's own error against float64 and the floor
 float32 budget (1e-5). Where a computation is well conditioned f64_err is ~1e-7 and the floor
 rules, as tight as float32 allows. Where it is not (BatchNorm's backward subtracts nearly equal
 sums; a gradient that is mathematically zero, as for a bias right before BatchNorm, is pure
-rounding noise) float32 itself cannot do better, and the tolerance says so in the record's detail instead of hiding it. A layout or
-convention bug gives errors far above both (1e-3 and up).
+rounding noise) float32 itself cannot do better, and the tolerance says so in the record's detail
+instead of hiding it. A layout or convention bug gives errors far above both (1e-3 and up).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ class _Triple:
         self.models = [reference.build(spec), other.build(spec), reference.build(spec, dtype="float64")]
         self.reset()
 
-    def reset(self) -> "_Triple":
+    def reset(self) -> _Triple:
         """Load the starting weights (BN running statistics included) into all three."""
         for model in self.models:
             model.set_weights(self.weights)
@@ -175,7 +175,7 @@ class _Triple:
         return exact, ref, other
 
 
-def _after_steps(triple: "_Triple", batches) -> tuple[tuple[dict, dict, dict], list[dict]]:
+def _after_steps(triple: _Triple, batches) -> tuple[tuple[dict, dict, dict], list[dict]]:
     """(exact, reference, other) weights after one optimizer step per batch, every optimizer fed
     the reference's gradients; and those gradients, step by step.
 
@@ -196,7 +196,7 @@ def _after_steps(triple: "_Triple", batches) -> tuple[tuple[dict, dict, dict], l
     return triple.each("get_weights"), fed
 
 
-def _stock_adam_divergence(matched: ParityRecord, triple: "_Triple", other: Backend, fed, updates, keys):
+def _stock_adam_divergence(matched: ParityRecord, triple: _Triple, other: Backend, fed, updates, keys):
     """Information, not a check: the other framework's stock Adam (its own epsilon placement, what
     timing runs) against the reference after the same steps, next to the matched optimizer's
     error (`matched`)."""

@@ -52,9 +52,15 @@ def build_report(inputs: Sequence[Path], out_dir: Path | None = None) -> ReportP
     paths = [Path(p) for p in inputs]
     if not paths:
         raise HarnessInputError("report: no input given (a run folder or pytest-benchmark JSON files)")
+    seen: dict[Path, Path] = {}
     for path in paths:
         if not path.exists():
             raise HarnessInputError(f"{path}: no such file or folder")
+        first = seen.get(path.resolve())
+        if first is not None:  # one run given twice would be reported as two machines
+            alias = f" (first as {first})" if first != path else ""
+            raise HarnessInputError(f"{path}: given twice{alias}; give each input once")
+        seen[path.resolve()] = path
     if paths[0].is_dir():
         for path in paths[1:]:
             if not path.is_dir():

@@ -13,17 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessInputError
+from harness.files import parse_json, read_small_file
 from harness.report import plots
-from harness.report.render import (
-    Block,
-    Heading,
-    Table,
-    Text,
-    facts_table,
-    ms,
-    save_plot,
-)
-from harness.results.records import parse_json, read_small_file
+from harness.report.render import Block, Heading, Table, Text, facts_table, ms, save_plot
 
 BENCHMARK_STATS = ("mean", "median", "stddev", "iqr", "rounds")
 OPTIONAL_STATS = ("q1", "q3")  # drawn as the whiskers where present

@@ -6,8 +6,8 @@ the layers whose name starts with "dropout"), then one sentence per record, grou
 layer, then a table. Records of a busy-wait layer (a known cost) are the method's check and go
 to the calibration section (harness.report.calibration), not here.
 
-Constraints: reads records and arranges blocks; each record's sentence is harness.timing.percall's (the
-command line prints the same words). Nothing here measures or renders.
+Constraints: reads records and arranges blocks; each record's sentence is its own
+(PerCallRecord.sentence: the command line prints the same words). Nothing here measures or renders.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import harness.report.plots as plots
 from harness.report.reading import RunFolder
 from harness.report.render import Block, Table, VerdictGroup, VerdictLine, ms, us
 from harness.results.records import PerCallRecord
-from harness.timing.percall import sentence
 
 DROPOUT_CLAIM = "Claim: a Dropout layer with p=0 costs time in a training step."
 
@@ -35,7 +34,7 @@ def per_call_blocks(records: Sequence[PerCallRecord]) -> list[Block]:
         blocks.append(_dropout_answer(dropout))
     for (model, layer), rows in plots.group_by(records, lambda r: (r.model, r.layer)).items():
         blocks.append(VerdictGroup(f"{model}: what does one more {layer} call cost in a training step?",
-                                   tuple(VerdictLine("", sentence(r), _tone(r)) for r in rows)))
+                                   tuple(VerdictLine("", r.sentence, _tone(r)) for r in rows)))
     blocks.append(_per_call_table(records))
     return blocks
 

@@ -5,7 +5,7 @@ Each case keeps its records only when its latest attempt ended ok; the other cas
 missing, with what they left out.
 
 Constraints: this module reads and never measures or renders. The file is read by
-harness.results.records.read_results (a truncated last line is skipped with a warning there; a corrupt
+harness.results.reading.read_results (a truncated last line is skipped with a warning there; a corrupt
 line elsewhere raises HarnessInputError naming file and line). A line that is JSON but not a
 valid record (unknown kind, missing field, wrong type, a ratio or time <= 0) is skipped with a
 warning naming the file, the record number and the error: the report never builds a verdict from
@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness.errors import HarnessInputError
+from harness.files import parse_json, read_small_file
 from harness.results.environment import ENVIRONMENT_FILE, machine_label
+from harness.results.reading import read_results
 from harness.results.records import (
     RESULTS_FILE,
     SCHEMA_VERSION,
@@ -29,9 +31,6 @@ from harness.results.records import (
     RecordError,
     TimingRecord,
     from_dict,
-    parse_json,
-    read_results,
-    read_small_file,
 )
 
 R = TypeVar("R", bound=Record)
@@ -169,7 +168,8 @@ def _latest_attempts(entries: list[tuple[str, Record]], path: Path) -> tuple[lis
             ends[case_id] = (record, pending.pop(case_id, []))
         else:
             pending.setdefault(case_id, []).append(record)
-    finished_ok = [case_id for case_id, record in entries if isinstance(record, CaseRecord) and record.status == CaseRecord.OK]
+    finished_ok = [case_id for case_id, record in entries
+                   if isinstance(record, CaseRecord) and record.status == CaseRecord.OK]
     twice = sorted({case_id for case_id in finished_ok if finished_ok.count(case_id) > 1})
     if twice:  # a resumed run never reruns a finished case: these are two runs' files joined
         raise HarnessInputError(f"{path}: case {twice[0]} finished ok twice: this file holds more than one "

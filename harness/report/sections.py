@@ -13,31 +13,12 @@ from pathlib import Path
 
 import harness.report.plots as plots
 from backends import REFERENCE
-from harness.report.calibration import (
-    busy_wait_records,
-    calibration_blocks,
-    half_width_curves,
-)
+from harness.report.calibration import busy_wait_records, calibration_blocks, half_width_curves
 from harness.report.per_call import measured_records, per_call_blocks
 from harness.report.reading import RunFolder
-from harness.report.render import (
-    Block,
-    Heading,
-    Table,
-    Text,
-    facts_table,
-    ms,
-    save_plot,
-)
+from harness.report.render import Block, Heading, Table, Text, facts_table, ms, save_plot
 from harness.report.study import study_blocks
-from harness.report.verdicts import (
-    FrameworkRatio,
-    framework_ratios,
-    how_to_read,
-    verdict_groups,
-    verdict_tone,
-    where,
-)
+from harness.report.verdicts import FrameworkRatio, framework_ratios, how_to_read, verdict_groups, verdict_tone, where
 from harness.results.environment import ENVIRONMENT_FILE
 from harness.results.records import (
     RESULTS_FILE,

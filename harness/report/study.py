@@ -25,20 +25,8 @@ from matplotlib.ticker import MaxNLocator
 import harness.report.plots as plots
 from harness.report.plots import backend_color
 from harness.report.reading import RunFolder
-from harness.report.render import (
-    Block,
-    Heading,
-    Table,
-    Text,
-    VerdictGroup,
-    VerdictLine,
-    save_plot,
-)
-from harness.results.records import (
-    BNVarianceShiftRecord,
-    StudyEpochRecord,
-    StudyRunRecord,
-)
+from harness.report.render import Block, Heading, Table, Text, VerdictGroup, VerdictLine, save_plot
+from harness.results.records import BNVarianceShiftRecord, StudyEpochRecord, StudyRunRecord
 from harness.study.ledger import (
     CLAIMS,
     CONTRADICTED,
@@ -249,7 +237,8 @@ def bn_shift_figure(shifts: Sequence[BNVarianceShiftRecord]) -> Figure:
     ax.set_title("BatchNorm's variance shift after training (median over channels)", loc="left", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(handles=[*_backend_lines(backends), Line2D([], [], color="black", label="1/(1-p)"),
-                       *(Line2D([], [], color=plots.NEUTRAL_COLOR, linestyle="", marker=_marker(i), label=f"{data} / {model}")
+                       *(Line2D([], [], color=plots.NEUTRAL_COLOR, linestyle="", marker=_marker(i),
+                                label=f"{data} / {model}")
                          for i, (data, model) in enumerate(settings))],
               loc="upper left", fontsize=9)
     return fig

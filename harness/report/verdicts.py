@@ -19,20 +19,8 @@ import harness.report.plots as plots
 from backends import REFERENCE, registry
 from harness.report.reading import RunFolder
 from harness.report.render import VerdictGroup, VerdictLine
-from harness.results.records import (
-    ComparisonRecord,
-    InspectRecord,
-    ParityRecord,
-    TimingRecord,
-)
-from harness.stats import (
-    FASTER,
-    MIN_PROCESSES,
-    SLOWER,
-    PairedRatio,
-    unpaired_ratio,
-    verdict,
-)
+from harness.results.records import ComparisonRecord, InspectRecord, ParityRecord, TimingRecord
+from harness.stats import FASTER, MIN_PROCESSES, SLOWER, PairedRatio, unpaired_ratio, verdict
 from harness.suite.questions import GRAPH_QUESTIONS, TIMING_QUESTIONS, Question
 from harness.suite.suites import INJECTED_SLOWDOWN
 from harness.timing.controls import AA_CONTROL, CONTROLS, INJECTED_CONTROL

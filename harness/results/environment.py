@@ -14,7 +14,7 @@ import platform
 import shutil
 import subprocess
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ COMMAND_TIMEOUT_S = 10
 def collect_environment(threads: int | None = None) -> dict[str, Any]:
     return {
         "schema": SCHEMA_VERSION,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "host": platform.node(),

@@ -4,10 +4,10 @@ Each measured thing is one flat record (a frozen dataclass turned into a JSON ob
 table or plot is a group-by away. Every record carries `schema` (bump SCHEMA_VERSION when a field
 changes meaning) and `kind`, which says which dataclass it came from.
 
-This module defines the shapes, their JSON round trip and the one reader of results.jsonl
-(RESULTS_FILE). It measures nothing; what a record says in words (a comparison's verdict) is
-derived from its stored numbers when read, as torch.utils.benchmark's Measurement derives its
-statistics from raw times.
+This module defines the shapes and their JSON round trip (as_dict, from_dict); reading
+results.jsonl (RESULTS_FILE) from disk is harness/results/reading.py's. It measures nothing and
+touches no file; what a record says in words (a comparison's verdict) is derived from its stored
+numbers when read, as torch.utils.benchmark's Measurement derives its statistics from raw times.
 """
 
 from __future__ import annotations
@@ -15,16 +15,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, ClassVar
 
 from harness import stats
-from harness.errors import HarnessInputError
 
 # 2: comparisons store numbers only (verdict and sentence are derived), plus n_pairs.
 # 3: timing replicated across processes (process_of_round, processes, ...); per_call records.
@@ -42,8 +36,11 @@ class Record:
         data = dataclasses.asdict(self)
         return {"schema": SCHEMA_VERSION, "kind": self.kind, **data}
 
-    def to_json(self) -> str:
-        return json.dumps(self.as_dict(), sort_keys=False)
+    def derived(self) -> dict[str, Any]:
+        """What is computed from the stored numbers when read (a verdict, its sentence): written
+        under "derived" by the commands' --json, for scripts; never read back (from_dict ignores
+        it), so the rules that make it can improve without rewriting stored results."""
+        return {}
 
 
 @dataclass(frozen=True)
@@ -53,8 +50,9 @@ class ParityRecord(Record):
     `max_rel_err` is max|a - b| / max|reference| over the tensor (the error relative to the
     tensor's own scale; element-wise ratios blow up at zero crossings). `passed` means
     max_rel_err <= tol; tol = max(a fixed float32 floor, 4 * f64_err). An `info` record reports a
-    difference that is expected (with its reason in `detail`) and always has passed = True. For semantic checks (dropout with p > 0, where masks cannot match) the
-    "error" is the deviation from the expected statistic and `backends` names one backend.
+    difference that is expected (with its reason in `detail`) and always has passed = True. For
+    semantic checks (dropout with p > 0, where masks cannot match) the "error" is the deviation
+    from the expected statistic and `backends` names one backend.
     """
 
     kind: ClassVar[str] = "parity"
@@ -117,9 +115,10 @@ class TimingRecord(Record):
 class ComparisonRecord(Record):
     """Paired comparison of arm `b` against arm `a` from one interleaved session.
 
-    Only numbers are stored (see `ratio` below), over `n_pairs` paired rounds; `noise_floor` is the half-width of the session's A/A
-    control (None without one). The verdict and its sentence are derived from them when read
-    (harness.stats.verdict), so a report always applies the current rules to the stored numbers.
+    Only numbers are stored (see `ratio` below), over `n_pairs` paired rounds; `noise_floor` is
+    the half-width of the session's A/A control (None without one). The verdict and its sentence
+    are derived from them when read (harness.stats.verdict), so a report always applies the
+    current rules to the stored numbers.
     `ratio` is exp(mean over `processes` of each process's trimmed-mean log ratio), with a t CI
     over those (harness/stats.py); `process_ratios` are the per-process estimates (the spread).
     `expected_ratio` is the true ratio where it is known (controls: 1 for A/A, 1 + the injected
@@ -164,6 +163,9 @@ class ComparisonRecord(Record):
     def sentence(self) -> str:
         return self.judgement.sentence
 
+    def derived(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "sentence": self.sentence}
+
 
 @dataclass(frozen=True)
 class PerCallRecord(Record):
@@ -197,6 +199,24 @@ class PerCallRecord(Record):
     @property
     def half_width_s(self) -> float:
         return max(self.per_call_s - self.ci_low_s, self.ci_high_s - self.per_call_s)
+
+    @property
+    def sentence(self) -> str:
+        """The answer in words, e.g. 'torch mlp eager: 3.1 µs per call of dropout=0 (95% CI ...)'."""
+        us = 1e6
+        where = f"{self.backend} {self.model} {self.mode}"
+        interval = f"95% CI {self.ci_low_s * us:.2f} to {self.ci_high_s * us:.2f} µs, {self.processes} processes"
+        if self.net_of:
+            interval += f"; net of {self.net_of}, timed in the same rounds"
+        if self.ci_low_s <= 0.0 <= self.ci_high_s:
+            bound = max(abs(self.ci_low_s), abs(self.ci_high_s)) * us
+            return (f"{where}: no measurable cost per call of {self.layer}: at most {bound:.2f} µs "
+                    f"({bound / us / self.step_s:.3%} of a {self.step_s * 1e3:.2f} ms step; {interval}).")
+        return (f"{where}: {self.per_call_s * us:.2f} µs per call of {self.layer}, {self.fraction_of_step:.3%} of a "
+                f"{self.step_s * 1e3:.2f} ms step ({interval}).")
+
+    def derived(self) -> dict[str, Any]:
+        return {"sentence": self.sentence}
 
 
 @dataclass(frozen=True)
@@ -335,141 +355,22 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "dict[str, int]": (dict,), "dict[str, object]": (dict,), "dict[str, dict[str, float]]": (dict,),
     "tuple[str, ...]": (list, tuple), "tuple[float, ...]": (list, tuple), "tuple[int, ...]": (list, tuple),
 }
+# The JSON types of a tuple field's items.
+_ITEM_TYPES: dict[str, tuple[type, ...]] = {
+    "tuple[str, ...]": (str,), "tuple[float, ...]": (int, float), "tuple[int, ...]": (int,),
+}
 
 
 def _checked(f: dataclasses.Field, value: Any) -> Any:
     annotation = str(f.type)
     items = value if annotation.startswith("tuple[") and isinstance(value, (list, tuple)) else [value]
-    item_type = {"tuple[str, ...]": (str,), "tuple[float, ...]": (int, float), "tuple[int, ...]": (int,)}.get(annotation)
+    item_type = _ITEM_TYPES.get(annotation)
     if not isinstance(value, _JSON_TYPES[annotation]) or any(
             isinstance(item, bool) and bool not in (item_type or _JSON_TYPES[annotation])
             or (item_type is not None and not isinstance(item, item_type))
             or (isinstance(item, float) and not math.isfinite(item)) for item in items):
         raise RecordError(f"field {f.name!r} is {json.dumps(value)[:40]}; expected {annotation} (numbers finite)")
     return tuple(value) if isinstance(value, list) else value
-
-
-@dataclass(frozen=True)
-class ResultsFile:
-    """What a results.jsonl holds: `records` in file order, of which the first `finished` belong
-    to finished cases (they end with the file's last CaseRecord, at byte `finished_end`)."""
-
-    records: tuple[dict[str, Any], ...]
-    finished: int
-    finished_end: int
-    warnings: tuple[str, ...]
-
-
-# Bounds on what the report and the runner read, so that a damaged or hostile file is refused in
-# one line instead of filling memory: a record is a few hundred kB at most (10^4 round times).
-MAX_LINE_BYTES = 16 * 1024 * 1024  # one line of results.jsonl
-MAX_JSON_FILE_BYTES = 64 * 1024 * 1024  # environment.json, a pytest-benchmark JSON file
-MAX_JSON_DEPTH = 100  # nesting of any JSON read; records and environments nest 3 or 4 deep
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
-
-
-def read_results(path: Path) -> ResultsFile:
-    """Read one JSON object per line: the one reader of results files (runner and report).
-
-    A last line that is not a complete JSON object is the trace of a run killed while writing
-    it: it is skipped with a warning. Anything else that is not a JSON object raises
-    HarnessInputError naming the file and line, as do a line longer than MAX_LINE_BYTES (never
-    read whole) and one nested deeper than MAX_JSON_DEPTH. A CaseRecord counts as finished only
-    with its newline (the runner writes a block's lines in one write, newline last).
-    """
-    records: list[dict[str, Any]] = []
-    finished, finished_end, offset, bad, number = 0, 0, 0, None, 0
-    try:
-        with open_regular_file(path) as handle:
-            while raw := handle.readline(MAX_LINE_BYTES + 1):
-                number += 1
-                if len(raw) > MAX_LINE_BYTES:
-                    raise HarnessInputError(f"{path}: line {number}: longer than {MAX_LINE_BYTES // 2**20} MiB, "
-                                            "not a record")
-                offset += len(raw)
-                if not raw.strip():
-                    continue
-                if bad is not None:
-                    raise HarnessInputError(f"{path}: line {bad}: not a JSON object")
-                try:
-                    record = parse_json(raw, f"{path}: line {number}")
-                except _TooDeep:
-                    raise
-                except HarnessInputError:  # not JSON, also a UTF-8 sequence cut in half
-                    record = None
-                if not isinstance(record, dict):
-                    bad = number
-                    continue
-                records.append(record)
-                if record.get("kind") == CaseRecord.kind and raw.endswith(b"\n"):
-                    finished, finished_end = len(records), offset
-    except OSError as exc:
-        raise HarnessInputError(f"{path}: cannot read ({exc.strerror})") from None
-    warnings = [f"{path}: line {bad} is incomplete (the run stopped while writing it) and was skipped."] \
-        if bad is not None else []
-    return ResultsFile(tuple(records), finished, finished_end, tuple(warnings))
-
-
-@contextmanager
-def open_regular_file(path: Path, limit: int | None = None) -> Iterator[BinaryIO]:
-    """`path` opened for binary reading, refused (HarnessInputError naming it) unless it is a
-    regular file of at most `limit` bytes. The type is checked before opening (opening a FIFO
-    waits for a writer; opening a device can act on it) and again on the opened file (it may have
-    been replaced meanwhile). Raises OSError as open() does (a missing file)."""
-    _refuse_unless_regular(path, os.stat(path), limit)
-    with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as handle:
-        _refuse_unless_regular(path, os.fstat(handle.fileno()), limit)
-        yield handle
-
-
-def read_small_file(path: Path, limit: int = MAX_JSON_FILE_BYTES) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes (open_regular_file); at most limit + 1
-    bytes are read, so a file that grows while it is read cannot run away either."""
-    try:
-        with open_regular_file(path, limit) as handle:
-            raw = handle.read(limit + 1)
-    except OSError as exc:
-        raise HarnessInputError(f"{path}: cannot read ({exc.strerror})") from None
-    if len(raw) > limit:
-        raise HarnessInputError(f"{path}: grew past the {limit // 2**20} MiB limit while it was read")
-    return raw
-
-
-def _refuse_unless_regular(path: Path, info: os.stat_result, limit: int | None) -> None:
-    if not stat.S_ISREG(info.st_mode):
-        kind = next((name for is_kind, name in _FILE_KINDS if is_kind(info.st_mode)), "not a regular file")
-        raise HarnessInputError(f"{path}: is {kind}, not a regular file")
-    if limit is not None and info.st_size > limit:
-        raise HarnessInputError(f"{path}: {info.st_size} bytes, more than the {limit // 2**20} MiB limit")
-
-
-class _TooDeep(HarnessInputError):
-    """JSON nested deeper than MAX_JSON_DEPTH: refused even as the last line of a results file,
-    which is otherwise taken for a write cut short."""
-
-
-def parse_json(raw: bytes, source: str) -> Any:
-    """One JSON document, or HarnessInputError in one line naming `source`: not JSON, not UTF-8,
-    an integer over Python's digit limit (ValueError), or nesting deeper than MAX_JSON_DEPTH
-    (absurd nesting otherwise ends in RecursionError, here or in whatever walks the value)."""
-    try:
-        value = json.loads(raw)
-    except RecursionError:
-        raise _TooDeep(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except json.JSONDecodeError as exc:
-        raise HarnessInputError(f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") \
-            from None
-    except ValueError as exc:  # not UTF-8; an integer of more than 4300 digits
-        raise HarnessInputError(f"{source}: not valid JSON ({str(exc)[:100]})") from None
-    stack = [(value, 1)]
-    while stack:  # iterative: a recursive walk would be what fails
-        item, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise _TooDeep(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return value
 
 
 RECORD_TYPES: dict[str, type[Record]] = {

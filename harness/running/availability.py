@@ -2,7 +2,7 @@
 
 Each backend is tried in a worker process of its own (harness/running/worker.py: it dies with
 this process), so this process imports no framework and survives one that crashes; the checks
-run at once (importing TensorFlow alone takes ~8 s here), before any case.
+run at once (importing TensorFlow alone takes seconds), before any case.
 """
 
 from __future__ import annotations

@@ -37,10 +37,14 @@ from harness.results.records import CaseRecord
 from harness.running.case import CaseOutcome
 from harness.running.process import execute_case
 from harness.running.runner import LOGS_DIR, log_name
+from harness.running.worker import launch
 
 NODE_RESOURCE = "harness_node"
 PACKED_SHARE = 0.001  # a packed case's share of NODE_RESOURCE: a timing case cannot start beside it
 RETRIES = 1  # Ray's max_retries: a case whose worker or node died runs once more
+PROBE_TIMEOUT_S = 8.0  # a reachable cluster answers the probe in 2-3 s (Ray's import included)
+PROBE = ("import sys, ray; ray.init(address=sys.argv[1], log_to_driver=False, logging_level='ERROR'); "
+         "ray.shutdown()")
 
 
 def _run_on_node(case, env: Mapping[str, str], threads: int | None, driver_python: str) -> CaseOutcome:
@@ -70,19 +74,27 @@ class RayExecutor:
                                     "pip install -c constraints-cpu.txt -e \".[ray]\"") from None
         self.ray, self.address, self.threads = ray, address, threads
 
-    def _connect(self, cases: Sequence) -> None:
+    def connect(self) -> None:
+        """Join the cluster and check it can place cases; a HarnessInputError naming --ray-address
+        otherwise. The run calls this before its folder is created; it is a no-op once connected."""
         ray = self.ray
+        if ray.is_initialized():
+            return
+        _check_reachable(self.address)
         try:
             ray.init(address=self.address, log_to_driver=False, logging_level="ERROR")
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise HarnessInputError(f"--ray-address {self.address}: no Ray cluster could be reached there "
                                     f"({str(exc).splitlines()[0][:200]}); start one with `ray start --head` "
                                     "(README: Running on a Ray cluster)") from None
-        if cases and ray.cluster_resources().get(NODE_RESOURCE, 0) < 1:
+        if ray.cluster_resources().get(NODE_RESOURCE, 0) < 1:
             ray.shutdown()
             raise HarnessInputError(f"--ray-address {self.address}: no node of this cluster declares the "
                                     f"{NODE_RESOURCE!r} resource, so no case could be placed; start each node with "
                                     f"`ray start ... --resources '{{\"{NODE_RESOURCE}\": 1}}'`")
+
+    def _warn_shared_hosts(self, cases: Sequence) -> None:
+        ray = self.ray
         hosts = [n["NodeManagerAddress"] for n in ray.nodes()
                  if n.get("Alive") and n.get("Resources", {}).get(NODE_RESOURCE, 0) >= 1]
         shared = sorted({h for h in hosts if hosts.count(h) > 1})
@@ -95,7 +107,8 @@ class RayExecutor:
                  started: Callable) -> Iterator[tuple[object, CaseOutcome]]:
         if not cases:
             return
-        self._connect(cases)
+        self.connect()
+        self._warn_shared_hosts(cases)
         ray = self.ray
         task = ray.remote(_run_on_node)
         pending: dict = {}
@@ -125,6 +138,21 @@ class RayExecutor:
             for ref in pending:  # Ctrl-C, SIGTERM, or the runner stopped early
                 ray.cancel(ref, force=True)
             ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse an address where no cluster answers within PROBE_TIMEOUT_S, with one line: ray.init
+    itself keeps retrying for about 20 s and prints a screen of warnings first, so a child process
+    tries (its output kept for the message)."""
+    with tempfile.TemporaryFile() as output:
+        returncode, timed_out = launch([sys.executable, "-c", PROBE, address], output, output,
+                                       timeout_s=PROBE_TIMEOUT_S)
+        output.seek(0)
+        lines = output.read().decode(errors="replace").strip().splitlines()
+    if timed_out or returncode != 0:
+        why = f"no answer within {PROBE_TIMEOUT_S:g} s" if timed_out else (lines[-1][:200] if lines else "")
+        raise HarnessInputError(f"--ray-address {address}: no Ray cluster could be reached there ({why}); start "
+                                "one with `ray start --head` (README: Running on a Ray cluster)")
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -38,7 +38,8 @@ from typing import Any
 
 from harness.errors import HarnessInputError
 from harness.results.environment import available_cores, machine_identity, machine_label
-from harness.results.records import RESULTS_FILE, CaseRecord, read_results
+from harness.results.reading import read_results
+from harness.results.records import RESULTS_FILE, CaseRecord
 from harness.running.case import JSON_TOKEN, THREADS_TOKEN, Case, CaseOutcome
 from harness.running.process import execute_case
 from harness.running.progress import case_progress
@@ -134,7 +135,7 @@ def run_cases(
     """Run the cases (by default with LocalExecutor, in order, every core), appending each
     finished one to run_dir/results.jsonl.
 
-    The caller holds lock_run_dir(run_dir) (harness/suite/planning.py holds it for the whole run).
+    The caller holds lock_run_dir(run_dir) (harness/running/session.py holds it for the whole run).
     `env` holds variables set for every case on top of this process's environment. With
     `resume`, cases whose latest status is "ok" are skipped. Ctrl-C stops the executor (which
     kills or cancels what is in flight), records every case in flight as failed "interrupted"
@@ -143,57 +144,69 @@ def run_cases(
     _check_unique_ids(cases)
     run_dir = Path(run_dir)
     executor = executor or LocalExecutor(available_cores() or 1)
-    results = run_dir / RESULTS_FILE
-    done = _prepare_results(results, resume)
+    done = _prepare_results(run_dir / RESULTS_FILE, resume)
     todo = [case for case in cases if done.get(case.case_id) != OK]
     (run_dir / LOGS_DIR).mkdir(parents=True, exist_ok=True)
     shutil.rmtree(run_dir / CASES_DIR, ignore_errors=True)  # left by a run that was killed
     (run_dir / CASES_DIR).mkdir()
-    counts: Counter[str] = Counter()
-    already_ok = len(cases) - len(todo)
-    started = time.monotonic()
-    in_flight: dict[str, tuple[Case, float]] = {}
-
-    def tally() -> CaseTally:
-        return CaseTally(counts[OK], counts[FAILED], counts[TIMEOUT], counts[SKIPPED], already_ok,
-                         time.monotonic() - started, run_dir)
-
-    def record(case: Case, outcome: CaseOutcome) -> None:
-        block = _block(case, outcome, postprocess)
-        try:
-            _append(results, block)
-        except OSError as exc:
-            raise ResultsNotWritten(tally(), case.case_id, exc.strerror or str(exc)) from None
-        in_flight.pop(case.case_id, None)
-        counts[outcome.status] += 1
-        progress.finish(case, outcome.status, outcome.elapsed_s)
-
-    def began(case: Case) -> None:
-        in_flight[case.case_id] = (case, time.monotonic())
-        progress.start(case)
-
-    skipped = [case for case in todo if case.skip_reason]
     runnable = [case for case in todo if not case.skip_reason]
-    with case_progress(todo, already_ok) as progress:
+    with case_progress(todo, len(cases) - len(todo)) as progress:
+        stream = _ResultStream(run_dir, postprocess, progress, already_ok=len(cases) - len(todo))
         try:
-            for case in skipped:
-                began(case)
-                record(case, CaseOutcome(SKIPPED, None, 0.0, f"skipped: {case.skip_reason}", []))
+            for case in todo:
+                if case.skip_reason:
+                    stream.began(case)
+                    stream.record(case, CaseOutcome(SKIPPED, None, 0.0, f"skipped: {case.skip_reason}", []))
             # closing: an interruption or an early stop ends the executor's work (Ray: cancels its tasks)
-            with contextlib.closing(executor.outcomes(runnable, run_dir, dict(env or {}), began)) as outcomes:
+            with contextlib.closing(executor.outcomes(runnable, run_dir, dict(env or {}), stream.began)) as outcomes:
                 for case, outcome in outcomes:
-                    record(case, outcome)
+                    stream.record(case, outcome)
                     if stop_on_failure and outcome.status in (FAILED, TIMEOUT):
                         break
         except KeyboardInterrupt:
-            for case, case_started in list(in_flight.values()):
-                stopped = CaseRecord(case.case_id, FAILED, case.argv, time.monotonic() - case_started, INTERRUPTED)
-                with contextlib.suppress(OSError):  # the interruption is what the user must hear of
-                    _append(results, [stopped.as_dict()])
-                counts[FAILED] += 1
-                progress.finish(case, FAILED, stopped.elapsed_s)
-            raise CasesInterrupted(tally()) from None
-    return tally()
+            stream.record_interrupted()
+            raise CasesInterrupted(stream.tally()) from None
+    return stream.tally()
+
+
+class _ResultStream:
+    """What one run_cases call has written to results.jsonl so far: counts by status, the cases
+    in flight (recorded as interrupted on Ctrl-C), and the progress display it keeps up to date."""
+
+    def __init__(self, run_dir: Path, postprocess: Postprocess | None, progress, already_ok: int):
+        self.run_dir, self.results = run_dir, run_dir / RESULTS_FILE
+        self.postprocess, self.progress, self.already_ok = postprocess, progress, already_ok
+        self.counts: Counter[str] = Counter()
+        self.in_flight: dict[str, tuple[Case, float]] = {}
+        self.started = time.monotonic()
+
+    def tally(self) -> CaseTally:
+        counts = self.counts
+        return CaseTally(counts[OK], counts[FAILED], counts[TIMEOUT], counts[SKIPPED], self.already_ok,
+                         time.monotonic() - self.started, self.run_dir)
+
+    def began(self, case: Case) -> None:
+        self.in_flight[case.case_id] = (case, time.monotonic())
+        self.progress.start(case)
+
+    def record(self, case: Case, outcome: CaseOutcome) -> None:
+        try:
+            _append(self.results, _block(case, outcome, self.postprocess))
+        except OSError as exc:
+            raise ResultsNotWritten(self.tally(), case.case_id, exc.strerror or str(exc)) from None
+        self.in_flight.pop(case.case_id, None)
+        self.counts[outcome.status] += 1
+        self.progress.finish(case, outcome.status, outcome.elapsed_s)
+
+    def record_interrupted(self) -> None:
+        """Each case in flight as failed "interrupted" (best effort: the interruption is what the
+        user must hear of, not a write that failed on the way out)."""
+        for case, case_started in list(self.in_flight.values()):
+            stopped = CaseRecord(case.case_id, FAILED, case.argv, time.monotonic() - case_started, INTERRUPTED)
+            with contextlib.suppress(OSError):
+                _append(self.results, [stopped.as_dict()])
+            self.counts[FAILED] += 1
+            self.progress.finish(case, FAILED, stopped.elapsed_s)
 
 
 def _check_unique_ids(cases: Sequence[Case]) -> None:

@@ -8,8 +8,6 @@ flight are killed and recorded, finished cases are kept, and the command that re
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shlex
 import signal
 import sys
@@ -17,14 +15,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness.errors import HarnessInputError
-from harness.results.environment import (
-    ENVIRONMENT_FILE,
-    available_cores,
-    write_environment,
-)
-from harness.results.records import RESULTS_FILE, read_results
+from harness.results.environment import ENVIRONMENT_FILE, available_cores, write_environment
+from harness.results.reading import read_results
+from harness.results.records import RESULTS_FILE
 from harness.running.availability import unavailable_backends
 from harness.running.case import Case
+from harness.running.plan_file import PLAN_FILE, RunPlan, check_plan, settle_plan
 from harness.running.runner import (
     CASES_DIR,
     LOCK_FILE,
@@ -37,29 +33,29 @@ from harness.running.runner import (
     lock_run_dir,
     run_cases,
 )
+from harness.running.stopping import sigterm_as_interrupt
 
 
 def check_run_folder(out: Path, resume: bool) -> None:
-    """Refuse a run folder this run cannot use, before anything in it is written."""
-    if out.exists() and not out.is_dir():
-        raise HarnessInputError(f"--out {out}: is a file, not a folder")
+    """Refuse a run folder this run cannot use, before anything in it is written. The folder
+    itself (a file? writable? a valid name?) is checked at the CLI edge, by check_output_folder."""
     for name, is_folder in ((RESULTS_FILE, False), (ENVIRONMENT_FILE, False), (LOCK_FILE, False),
                             (LOGS_DIR, True), (CASES_DIR, True)):
         path = out / name
         if path.exists() and path.is_dir() != is_folder:
             raise HarnessInputError(f"--out {out}: {name} is a {'folder' if path.is_dir() else 'file'}; "
                                     f"a run needs it to be a {'folder' if is_folder else 'file'}")
-    existing = next(p for p in (out, *out.parents) if p.exists())
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise HarnessInputError(f"--out {out}: {existing} is not writable")
     results = out / RESULTS_FILE
     has_results = results.is_file() and results.stat().st_size > 0
-    if has_results and not resume:
-        raise HarnessInputError(f"--out {out}: this folder already has results; use --resume to continue that run, "
-                                "or another --out")
-    if resume and not has_results:
-        raise HarnessInputError(f"--resume: {out} has no {RESULTS_FILE} to resume")
-    if resume:
+    has_plan = (out / PLAN_FILE).is_file()  # a run killed in its first case has a plan, no results
+    if (has_results or has_plan) and not resume:
+        raise HarnessInputError(f"--out {out}: this folder already has {'results' if has_results else 'a run'}; "
+                                "use --resume to continue that run, or another --out")
+    if resume and not has_plan:
+        raise HarnessInputError(f"--resume: {out} has no {PLAN_FILE}, so there is no run to resume there"
+                                + (" that this version can check (it was made by an older harness: start a new "
+                                   "--out)" if has_results else ""))
+    if resume and has_results:
         found = read_results(results)  # raises on a damaged file, naming the line
         latest_case_status(found.records[:found.finished], str(results))  # raises on a case record without case_id
 
@@ -80,11 +76,11 @@ def resume_command(command: str, argv: Sequence[str], out: Path) -> str:
 def make_executor(executor: str, ray_address: str, threads: int | None):
     """The --executor's executor. `threads` None: the cores here (local), or per node (Ray)."""
     if executor == "ray":
-        from harness.running.ray_executor import (
-            RayExecutor,  # only this path imports Ray
-        )
+        from harness.running.ray_executor import RayExecutor  # only this path imports Ray
 
-        return RayExecutor(ray_address, threads=threads)
+        executor = RayExecutor(ray_address, threads=threads)
+        executor.connect()  # an unreachable cluster is refused before the run folder exists
+        return executor
     return LocalExecutor(threads or available_cores() or 1)
 
 
@@ -95,29 +91,16 @@ def skip_reasons(executor, backends) -> dict[str, str]:
     return {} if executor.name == "ray" else unavailable_backends(backends)
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """Within the block SIGTERM raises KeyboardInterrupt, as Ctrl-C does; the dict it yields
-    names the signal that stopped the run (empty for Ctrl-C)."""
-    received: dict = {}
-
-    def handler(number, frame):
-        received.update(number=number, name=f"stopped by {signal.Signals(number).name}")
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def run_in_folder(cases: Sequence[Case], out: Path, *, resume: bool, again: str, executor, label: str,
-                  report: Callable[[Path], str], postprocess: Postprocess | None = None) -> int:
-    """Run planned cases into the run folder `out` (locked; the environment written once), then
-    `report` it (what it returns is printed). Ctrl-C or SIGTERM: the cases in flight are recorded
-    and `again` is printed. Returns the command's exit code."""
-    with lock_run_dir(out), _sigterm_as_interrupt() as received:
+def run_in_folder(command: str, cases: Sequence[Case], out: Path, *, resume: bool, again: str, executor,
+                  label: str, report: Callable[[Path], str], postprocess: Postprocess | None = None) -> int:
+    """Run `command`'s planned cases into the run folder `out` (locked; its plan and environment
+    written once; a resume of another plan refused), then `report` it (what it returns is
+    printed). Ctrl-C or SIGTERM: the cases in flight are recorded and `again` is printed. Returns
+    the command's exit code."""
+    plan = RunPlan.of(command, getattr(executor, "threads", None), cases)
+    check_plan(out, plan, resume)  # before the lock file: a refused resume writes nothing
+    with lock_run_dir(out), sigterm_as_interrupt() as received:
+        settle_plan(out, plan, resume)
         if not (out / ENVIRONMENT_FILE).exists():  # a resumed run keeps the machine it started on
             write_environment(out, getattr(executor, "threads", None))
         where = f" on the Ray cluster at {executor.address}" if executor.name == "ray" else ""

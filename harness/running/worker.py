@@ -29,13 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from harness.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_SKIPPED,
-    BackendUnavailable,
-    HarnessInputError,
-    report_expected_error,
-)
+from harness.errors import EXIT_BAD_INPUT, EXIT_SKIPPED, BackendUnavailable, HarnessInputError, report_expected_error
 from harness.results.records import Record
 
 STDERR_TAIL_LINES = 20

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessInputError
-from harness.results.records import read_small_file
+from harness.files import read_small_file
 
 SPLIT_SEED = 20_240_501
 VALIDATION_FRACTION = 0.2

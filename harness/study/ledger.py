@@ -27,13 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backends import REFERENCE
-from harness.results.records import (
-    BNVarianceShiftRecord,
-    Record,
-    StudyEpochRecord,
-    StudyRunRecord,
-    from_dict,
-)
+from harness.results.records import BNVarianceShiftRecord, Record, StudyEpochRecord, StudyRunRecord, from_dict
 from harness.stats import CONFIDENCE
 from harness.study.suites import (  # noqa: F401 (the variant labels, re-exported for the report)
     BN_BEFORE_DROPOUT,

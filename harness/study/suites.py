@@ -32,8 +32,8 @@ class StudySuite:
     seeds: int
     epochs: int
     variants: tuple[str, ...] = STUDY_VARIANTS
-    # Seconds per training run, for the progress display's time left. Measured on 2 cores
-    # (2026-11-23): digits 10 epochs 1-3.5 s, 20 epochs 4-6 s; mnist1d 20 epochs ~9 s.
+    # Seconds per training run, for the progress display's time left (2 cores: digits 10 epochs
+    # 1-3.5 s, 20 epochs 4-6 s; mnist1d 20 epochs ~9 s).
     expected_s_per_run: float = 3.0
 
 

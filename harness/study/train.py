@@ -28,12 +28,7 @@ from harness.errors import HarnessInputError
 from harness.model.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D
 from harness.model.spec import ModelSpec, Optimizer
 from harness.model.variants import apply_variant, parse_variant
-from harness.results.records import (
-    BNVarianceShiftRecord,
-    Record,
-    StudyEpochRecord,
-    StudyRunRecord,
-)
+from harness.results.records import BNVarianceShiftRecord, Record, StudyEpochRecord, StudyRunRecord
 from harness.study.datasets import Dataset
 from harness.study.metrics import EarlyStopping, constancy, variance_shift
 
@@ -48,7 +43,7 @@ class StudyVariant:
     early_stopping: bool = False
 
     @classmethod
-    def parse(cls, text: str, source: str = "--variant") -> "StudyVariant":
+    def parse(cls, text: str, source: str = "--variant") -> StudyVariant:
         parts = [part.strip() for part in text.split(",")]
         early = EARLY_STOPPING in parts
         return cls(parse_variant(",".join(p for p in parts if p != EARLY_STOPPING), source).label, early)
@@ -123,7 +118,8 @@ def train_run(backend, data: Dataset, model_name: str, variant: StudyVariant, se
     where = dict(backend=backend.name, data=data.name, model=model_name, variant=variant.label, seed=seed)
     kernels = kernel_keys(spec)
     previous = {k: w for k, w in model.get_weights().items() if k in kernels}
-    stopper = EarlyStopping(plan.patience, plan.min_delta, plan.restore_best_weights) if variant.early_stopping else None
+    stopper = (EarlyStopping(plan.patience, plan.min_delta, plan.restore_best_weights)
+               if variant.early_stopping else None)
     records: list[Record] = []
     for epoch in range(plan.epochs):
         fit_loss = model.train_epoch(data.x_train, data.y_train, seed=seed * 100_003 + epoch)

@@ -20,13 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from harness.model.variants import sweep
-from harness.suite.questions import (
-    GRAPH_QUESTIONS,
-    QUESTION_BY_KEY,
-    TIMING_QUESTIONS,
-    Question,
-    variants_of,
-)
+from harness.suite.questions import GRAPH_QUESTIONS, QUESTION_BY_KEY, TIMING_QUESTIONS, Question, variants_of
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,8 @@ def known_cost_passed(record: PerCallRecord) -> bool:
 def known_cost_sentence(record: PerCallRecord) -> str:
     error = known_cost_error(record)
     net = f" (net of {record.net_of}, timed in the same rounds)" if record.net_of else ""
-    return (f"{record.backend} {record.model} {record.mode}: a layer known to cost {record.expected_per_call_s * 1e6:.1f} µs "
-            f"per call{net} was measured at {record.per_call_s * 1e6:.2f} µs (95% CI {record.ci_low_s * 1e6:.2f} to "
+    return (f"{record.backend} {record.model} {record.mode}: a layer known to cost "
+            f"{record.expected_per_call_s * 1e6:.1f} µs per call{net} was measured at "
+            f"{record.per_call_s * 1e6:.2f} µs (95% CI {record.ci_low_s * 1e6:.2f} to "
             f"{record.ci_high_s * 1e6:.2f}), {error:+.1%} (target within ±{KNOWN_COST_TOLERANCE:.0%}: "
             f"{'pass' if known_cost_passed(record) else 'FAIL'}).")

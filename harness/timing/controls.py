@@ -13,6 +13,8 @@ commands, the suite's answers and the report all use it. Nothing here measures.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from harness import stats
 from harness.results.records import ComparisonRecord, TimingRecord
 
@@ -69,19 +71,22 @@ def _expected_ratio(control: TimingRecord) -> float | None:
 
 def compare_against_first(records: list[TimingRecord]) -> list[ComparisonRecord]:
     """Every arm against the first, each control against its base, and the harness's baseline
-    step against the hand-written loop."""
-    floors = noise_floors(records)
-    first = records[0]
-    found = []
-    for other in records[1:]:
-        if other.role == "reference":
-            a, b = other, next(r for r in records if r.role == "arm" and (r.variant, r.mode) == BASELINE_EAGER)
-        elif other.role in CONTROL_QUESTIONS:
-            a, b = base_of(other, records), other
-        else:
-            a, b = first, other
-        found.append(compare(a, b, floor_for(floors, a, b), CONTROL_QUESTIONS.get(other.role, "")))
-    return found
+    step against the hand-written loop; each judged against its modes' A/A noise floor (the
+    A/A comparisons' own half-widths: each ratio is computed once)."""
+    pairs = [_pair(other, records) for other in records[1:]]
+    compared = [compare(a, b, None, question) for a, b, question in pairs]
+    floors = {c.mode: c.paired.half_width for c in compared if c.question == AA_CONTROL}
+    return [replace(c, noise_floor=floor_for(floors, a, b)) for c, (a, b, _) in zip(compared, pairs)]
+
+
+def _pair(other: TimingRecord, records: list[TimingRecord]) -> tuple[TimingRecord, TimingRecord, str]:
+    """What `other` is compared with (a, b) and the comparison's question."""
+    if other.role == "reference":
+        baseline = next(r for r in records if r.role == "arm" and (r.variant, r.mode) == BASELINE_EAGER)
+        return other, baseline, ""
+    if other.role in CONTROL_QUESTIONS:
+        return base_of(other, records), other, CONTROL_QUESTIONS[other.role]
+    return records[0], other, ""
 
 
 def widest_half_width(records: list[TimingRecord]) -> float:

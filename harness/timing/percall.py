@@ -22,19 +22,18 @@ from harness import stats
 from harness.errors import HarnessInputError
 from harness.model.layers import LAYER_TYPES, BusyWait, Layer, parse_layer
 from harness.model.spec import ModelSpec, check_spec
+from harness.model.variants import Arm
 from harness.results.records import PerCallRecord, TimingRecord
 from harness.timing.replication import Replicated, run_replicated
 from harness.timing.request import TimingRequest
-from harness.timing.session import Arm
 
 # A slope is most precise with doses far apart; the middle doses check that the cost is linear.
 DEFAULT_COPIES = (0, 32, 64, 128)
 STACKABLE = ("dropout", "activation", "batchnorm", "busywait")  # keep the shape: copies can follow each other
 # One instance per dose by default (`time`: 8 per arm). A slope varies between processes however
 # many instances a process holds (layout, hash seeds: the CI over processes carries it), and 8
-# instances of 4 arms up to 129 layers deep take 5-8 s to build, so processes buy more than
-# instances here. Measured (torch mlp eager, dropout=0, 2026-11-23): 8 instances, ±1.55 µs after
-# 10 processes and the whole 120 s; 1 instance, ±0.92 µs after 6 processes in 57 s.
+# instances of 4 arms up to 129 layers deep take seconds to build, so processes buy more than
+# instances here (README, "How the numbers can be trusted", has the measurement).
 PERCALL_INSTANCES = 1
 # `--layer TYPE=VALUE`: the one field VALUE sets, per type.
 MAIN_FIELD = {"dropout": "rate", "activation": "activation", "busywait": "microseconds", "batchnorm": "momentum"}
@@ -84,7 +83,8 @@ def arm_label(copies: int, layer_text: str) -> str:
     return f"{copies} x {layer_text}"
 
 
-def per_call_estimate(records: Sequence[TimingRecord], copies: Sequence[int], reference: bool = False) -> stats.Estimate:
+def per_call_estimate(records: Sequence[TimingRecord], copies: Sequence[int],
+                      reference: bool = False) -> stats.Estimate:
     """The slope of step time against copies, from one session's arms: the layer's arms in
     `copies` order, then (with `reference`) the reference layer's arms for the copies above 0,
     whose slope is subtracted (both share the arm without copies)."""
@@ -157,18 +157,3 @@ def measure_per_call(request: TimingRequest, layer: LayerArg, copies: Sequence[i
 
 def _known_cost(layer: Layer) -> float:
     return layer.microseconds * 1e-6 if isinstance(layer, BusyWait) else 0.0
-
-
-def sentence(record: PerCallRecord) -> str:
-    """The answer in words, e.g. 'torch mlp eager: 3.1 µs per call of dropout=0 (95% CI ...)'."""
-    us = 1e6
-    where = f"{record.backend} {record.model} {record.mode}"
-    interval = f"95% CI {record.ci_low_s * us:.2f} to {record.ci_high_s * us:.2f} µs, {record.processes} processes"
-    if record.net_of:
-        interval += f"; net of {record.net_of}, timed in the same rounds"
-    if record.ci_low_s <= 0.0 <= record.ci_high_s:
-        bound = max(abs(record.ci_low_s), abs(record.ci_high_s)) * us
-        return (f"{where}: no measurable cost per call of {record.layer}: at most {bound:.2f} µs "
-                f"({bound / us / record.step_s:.3%} of a {record.step_s * 1e3:.2f} ms step; {interval}).")
-    return (f"{where}: {record.per_call_s * us:.2f} µs per call of {record.layer}, {record.fraction_of_step:.3%} of a "
-            f"{record.step_s * 1e3:.2f} ms step ({interval}).")

@@ -10,17 +10,14 @@ into one CI. Workers run strictly one at a time (two timing processes would time
 each launched through harness/running/parent_death.py so none outlives this process.
 
 How the budget is spent (Kalibera & Jones, ISMM 2013: repeat at the level whose variance
-dominates, as often as its cost allows). On this machine the between-process variance of a
-paired log ratio is indistinguishable from zero once each process holds 8 instances per arm
-(40 A/A and injected comparisons, torch and Keras mlp: a process's estimate varies exactly as
-its rounds' noise over their number predicts), so what narrows a CI is rounds, and the half-width
-goes as t(n-1) / sqrt(all rounds). A process's start (imports, building, warming) buys no rounds,
-so processes should be few, but t(n-1) is large for few: with Keras's 13-15 s start in 120 s,
-4-5 processes give the narrowest CI. So the first process runs `process_s` of rounds and shows
-what a process costs before its rounds and how noisy its rounds are; each later one runs as many
-seconds of rounds as `planned_processes` of them need to reach the precision (rounds scale as
-1/half-width squared), capped by an equal share of the budget left, less the start cost, and
-never less than `process_s` (next_process_s).
+dominates, as often as its cost allows). With 8 instances per arm in each process, rounds are
+what vary (README, "How the numbers can be trusted", has the measurements), so the half-width
+goes as t(n-1) / sqrt(all rounds). A process's start (imports, building, warming) buys no
+rounds, so processes should be few, but t(n-1) is large for few. So the first process runs
+`process_s` of rounds and shows what a process costs before its rounds and how noisy its rounds
+are; each later one runs as many seconds of rounds as `planned_processes` of them need to reach
+the precision (rounds scale as 1/half-width squared), capped by an equal share of the budget
+left, less the start cost, and never less than `process_s` (next_process_s).
 
 This process imports no framework: a worker imports exactly one. The budget counts everything
 (process start, imports, building, compiling); a new process starts only if the last one's wall
@@ -43,13 +40,7 @@ from pathlib import Path
 from harness import stats
 from harness.errors import HarnessInputError
 from harness.results.records import TimingRecord, from_dict
-from harness.running.worker import (
-    job_argument,
-    launch,
-    raise_for_exit,
-    read_records,
-    stderr_tail,
-)
+from harness.running.worker import job_argument, launch, raise_for_exit, read_records, stderr_tail
 from harness.timing.replication_plan import ReplicationPlan
 from harness.timing.request import TimingRequest
 
@@ -100,6 +91,7 @@ def run_replicated(request: TimingRequest, precision_of: Callable[[list[TimingRe
     the budget would be exceeded by another process, or max_processes ran; never fewer than
     min_processes (or max_processes, if smaller). Raises BackendUnavailable (exit 3 of a worker) or HarnessInputError
     (exit 2, or a worker that failed: its stderr's tail)."""
+    request.check_spin_fits()
     plan, replication = request.plan, request.replication
     session = os.urandom(6).hex()
     begin = time.perf_counter()
@@ -124,9 +116,7 @@ def run_replicated(request: TimingRequest, precision_of: Callable[[list[TimingRe
                     plan.process_s, first_half_width, replication, replication.budget_s - (now - begin),
                     len(per_process), start_cost_s))
                 last_s = max(0.0, start_cost_s) + process_plan.process_s  # what the next one will take
-            progress(f"process {index + 1} done in {now - started:.0f} s; CI half-width {replication.format(reached)} "
-                     f"after {now - begin:.0f} s (target {replication.format(replication.precision)}, "
-                     f"budget {replication.budget_s:.0f} s)")
+            progress(_progress_line(index, now - started, now - begin, reached, replication))
             if len(per_process) >= replication.min_processes and reached <= replication.precision:
                 reason = PRECISION_REACHED
             elif len(per_process) >= replication.max_processes:
@@ -136,6 +126,22 @@ def run_replicated(request: TimingRequest, precision_of: Callable[[list[TimingRe
             else:
                 continue
             return Replicated(merge_processes(per_process, ends, reason), reason, now - begin, reached, replication)
+
+
+def _progress_line(index: int, process_s: float, elapsed_s: float, reached: float,
+                   replication: ReplicationPlan) -> str:
+    """After each process: where the CI stands; after the first, the overrun a user should expect
+    when the processes a verdict needs will not fit the budget (they run anyway)."""
+    done = f"process {index + 1} done in {process_s:.0f} s"
+    if index > 0:
+        return (f"{done}; CI half-width {replication.format(reached)} after {elapsed_s:.0f} s "
+                f"(target {replication.format(replication.precision)}, budget {replication.budget_s:.0f} s)")
+    projected_s = elapsed_s * min(replication.min_processes, replication.max_processes)
+    if projected_s > replication.budget_s:
+        return (f"{done}; warning: the {replication.min_processes} processes a verdict needs will take about "
+                f"{projected_s:.0f} s, over the budget of {replication.budget_s:.0f} s (they run anyway; "
+                f"a smaller model or a larger --budget avoids this)")
+    return f"{done} (the CI needs a second process; budget {replication.budget_s:.0f} s)"
 
 
 def next_process_s(first_s: float, first_half_width: float, replication: ReplicationPlan, budget_left_s: float,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from backends.base import Backend
+from harness.errors import HarnessInputError
+from harness.model.layers import BusyWait
 from harness.model.spec import ModelSpec
 from harness.timing.replication_plan import ReplicationPlan
 from harness.timing.session import TimingPlan
@@ -32,3 +34,17 @@ class TimingRequest:
         return {"backend": self.backend.name, "device": self.device, "threads": self.threads,
                 "spec": self.spec.to_dict(), "plan": plan.to_job(), "process": process, "seed": seed,
                 "session": session}
+
+    def check_spin_fits(self) -> None:
+        """Refuse a request whose busy-wait layers alone overrun its budget (their cost is known
+        before anything runs): every process builds `instances` models of each arm and runs each
+        `warmup` steps, and at least `min_processes` processes run."""
+        arms = self.plan.arms or ()
+        spin_s = sum(layer.microseconds for arm in arms for layer in arm.spec.layers if isinstance(layer, BusyWait))
+        floor_s = spin_s * 1e-6 * self.plan.instances * self.plan.warmup * self.replication.min_processes
+        if floor_s > self.replication.budget_s:
+            raise HarnessInputError(
+                f"busy-wait layers: {spin_s * 1e-6:.3g} s of spinning per step over the arms makes at least "
+                f"{floor_s:.0f} s of warm-up alone ({self.replication.min_processes} processes x "
+                f"{self.plan.instances} instances x {self.plan.warmup} steps), more than --budget "
+                f"{self.replication.budget_s:g} s; spin less, or give a larger --budget")

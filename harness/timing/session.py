@@ -31,7 +31,7 @@ import gc
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -42,25 +42,11 @@ from harness.errors import HarnessInputError
 from harness.model.spec import PRESETS, ModelSpec, model_cost, parse_spec
 from harness.model.spin import spin
 from harness.model.synthetic import synthetic_batch
-from harness.model.variants import BASELINE, Variant, apply_variant
+from harness.model.variants import BASELINE, Arm
 from harness.results.records import TimingRecord
 from harness.timing.controls import AA_SUFFIX, REFERENCE_LOOP
 
 ORDER_SEED = 0
-
-
-@dataclass(frozen=True)
-class Arm:
-    """What one arm times, before a mode is chosen: a variant of the spec, applied once by the
-    parent (`variant_arms`), or any other spec (a model with k copies of a layer: percall)."""
-
-    label: str  # the variant's label, or the named spec's
-    spec: ModelSpec
-
-
-def variant_arms(spec: ModelSpec, variants: Sequence[Variant]) -> tuple[Arm, ...]:
-    """One arm per parsed variant of `spec`."""
-    return tuple(Arm(variant.label, apply_variant(spec, variant)) for variant in variants)
 
 
 @dataclass(frozen=True)
@@ -79,14 +65,20 @@ class TimingPlan:
     steps: int | None = None  # per round; None: calibrated to round_s
     # Steps per instance after its first (compiling) one, before any round: 3 in all, so a step
     # that compiles again on its second call (a guard that fails once) is also behind it.
-    # It was 5: with 8 instances of 3 arms of a 49 ms Keras eager step that was 6 s of every
-    # worker's ~17 s start (measured 2026-11-23), time taken from the rounds.
+    # More costs every worker's start: 5 steps of 8 instances of 3 arms of a 49 ms Keras eager
+    # step were a third of it, time taken from the rounds.
     warmup: int = 2
     aa: bool = False
     inject: float = 0.0
     reference_loop: bool = False  # add Backend.reference_step, the hand-written loop: mlp, eager
     round_s: float = 0.01  # steps per round are chosen so that one round of one arm lasts about this
     instances: int = 8  # fresh models per arm; each round uses one at random
+
+    def models_held(self) -> int:
+        """How many models one process holds at once: `instances` of every arm in every mode, and
+        of each control (A/A copy and injected arm per mode, the hand-written loop)."""
+        controls = (self.aa + (self.inject > 0)) * len(self.modes) + self.reference_loop
+        return (len(self.arms) * len(self.modes) + controls) * self.instances
 
     def to_job(self) -> dict:
         """The plan as a worker's job holds it (JSON; the arms' specs as spec dicts)."""
@@ -191,40 +183,8 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
     rng = np.random.default_rng(seed)
     x, y = synthetic_batch(spec, seed=spec.seed)
     steps_fn, setup, warm, optimizers = _build_instances(backend, arms, plan, x, y, rng, progress)
-    # Steps per round for each arm from its own steady state (the warm-up right after a build runs
-    # on cold caches and can be twice as slow), so every arm's round lasts about plan.round_s:
-    # a fast compiled arm given the steps of a slow eager one would be timed over a few ms only.
-    # An injected arm runs its base's steps plus a delay that follows the base's latest step time.
-    latest = {arm.label: _steady_step_time(steps_fn[arm.label][0], plan.round_s) for arm in arms if not arm.inject}
-    steps = {label: plan.steps or max(1, math.ceil(plan.round_s / seconds)) for label, seconds in latest.items()}
-    for arm in arms:
-        if arm.inject:
-            steps[arm.label] = steps[arm.base]
-            steps_fn[arm.label] = [_with_delay(step, lambda inject=arm.inject, base=arm.base: inject * latest[base])
-                                   for step in steps_fn[arm.label]]
-    times: dict[str, list[float]] = {arm.label: [] for arm in arms}
-    gc.collect()
-    gc.disable()
-    begin_rounds = time.perf_counter()
-    try:
-        while True:
-            done = len(times[arms[0].label])
-            elapsed = time.perf_counter() - begin_rounds
-            if (done >= plan.rounds) if plan.rounds else (elapsed >= plan.process_s and done >= MIN_ROUNDS):
-                break
-            if done % 10 == 0:
-                progress(f"round {done + 1}, {elapsed:.0f}/{plan.process_s:.0f} s" if not plan.rounds
-                         else f"round {done + 1}/{plan.rounds}")
-            for arm in (arms[i] for i in rng.permutation(len(arms))):
-                step, count = steps_fn[arm.label][rng.integers(plan.instances)], steps[arm.label]
-                begin = time.perf_counter()
-                for _ in range(count):
-                    step()
-                times[arm.label].append((time.perf_counter() - begin) / count)
-                if arm.label in latest:
-                    latest[arm.label] = times[arm.label][-1]
-    finally:
-        gc.enable()
+    steps, latest = _steps_per_round(arms, steps_fn, plan)
+    times = _interleaved_rounds(arms, steps_fn, steps, latest, plan, rng, progress)
     session = session or uuid.uuid4().hex[:12]
     settings = backend.settings()
     records = []
@@ -240,3 +200,50 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
             processes=1, process_of_round=(process,) * summary.n, instances=plan.instances, base=arm.base,
         ))
     return records
+
+
+def _steps_per_round(arms: list[_Arm], steps_fn: dict[str, list], plan: TimingPlan
+                     ) -> tuple[dict[str, int], dict[str, float]]:
+    """Steps per round for each arm from its own steady state (the warm-up right after a build runs
+    on cold caches and can be twice as slow), so every arm's round lasts about plan.round_s: a
+    fast compiled arm given the steps of a slow eager one would be timed over a few ms only. An
+    injected arm runs its base's steps plus a delay that follows the base's latest step time
+    (`latest`, which the rounds keep up to date; its step functions are wrapped here)."""
+    latest = {arm.label: _steady_step_time(steps_fn[arm.label][0], plan.round_s) for arm in arms if not arm.inject}
+    steps = {label: plan.steps or max(1, math.ceil(plan.round_s / seconds)) for label, seconds in latest.items()}
+    for arm in arms:
+        if arm.inject:
+            steps[arm.label] = steps[arm.base]
+            steps_fn[arm.label] = [_with_delay(step, lambda inject=arm.inject, base=arm.base: inject * latest[base])
+                                   for step in steps_fn[arm.label]]
+    return steps, latest
+
+
+def _interleaved_rounds(arms: list[_Arm], steps_fn: dict[str, list], steps: dict[str, int], latest: dict[str, float],
+                        plan: TimingPlan, rng, progress) -> dict[str, list[float]]:
+    """Rounds until plan.rounds (or plan.process_s seconds and MIN_ROUNDS): in each, every arm in a
+    new random order runs its steps on a random one of its instances; per arm, each round's
+    per-step time. The garbage collector is off meanwhile (collected once before)."""
+    times: dict[str, list[float]] = {arm.label: [] for arm in arms}
+    gc.collect()
+    gc.disable()
+    begin_rounds = time.perf_counter()
+    try:
+        while True:
+            done = len(times[arms[0].label])
+            elapsed = time.perf_counter() - begin_rounds
+            if (done >= plan.rounds) if plan.rounds else (elapsed >= plan.process_s and done >= MIN_ROUNDS):
+                return times
+            if done % 10 == 0:
+                progress(f"round {done + 1}, {elapsed:.0f}/{plan.process_s:.0f} s" if not plan.rounds
+                         else f"round {done + 1}/{plan.rounds}")
+            for arm in (arms[i] for i in rng.permutation(len(arms))):
+                step, count = steps_fn[arm.label][rng.integers(plan.instances)], steps[arm.label]
+                begin = time.perf_counter()
+                for _ in range(count):
+                    step()
+                times[arm.label].append((time.perf_counter() - begin) / count)
+                if arm.label in latest:
+                    latest[arm.label] = times[arm.label][-1]
+    finally:
+        gc.enable()
