@@ -6,18 +6,22 @@ from __future__ import annotations
 
 from backends import REFERENCE, create_backend, parity_partners
 from harness.cli.arguments import add_model_args, add_threads, choices, epilog, subcommand
-from harness.cli.options import check_memory, check_output_file, note_unchanged, say, write_json
+from harness.cli.options import bounded_int, check_memory, check_output_file, note_unchanged, say, write_json
 from harness.cli.time import spec_source
-from harness.errors import BackendUnavailable
+from harness.errors import BackendUnavailable, HarnessInputError
 from harness.model.spec import PRESETS, resolve_spec
 from harness.model.synthetic import synthetic_batch
 from harness.model.variants import parse_variants, variant_arms
 from harness.parity.checks import check_variant
+from harness.ported.api import check_ported
+from harness.ported.pair import ModelPair, load_factory, parse_shape
 from harness.results.records import InspectRecord
 from harness.suite.suites import SUITES
 
 
 def cmd_parity(args) -> int:
+    if args.torch or args.keras:
+        return _parity_of_pair(args)
     specs = [resolve_spec(args.model, args.spec)] if args.model or args.spec else list(PRESETS.values())
     variants = parse_variants(args.variant or SUITES["default"].parity_variants)
     check_output_file(args.json, "--json")
@@ -40,10 +44,7 @@ def cmd_parity(args) -> int:
             for variant in variants:
                 say(f"parity {REFERENCE}-{other.name} {spec.name} [{variant.label}] ...")
                 records += check_variant(reference, other, spec, variant)
-    print(f"{'backends':22} {'model':12} {'variant':34} {'check':34} {'max_abs':>9} {'max_rel':>9} {'tol':>9}  verdict")
-    for r in records:
-        print(f"{'-'.join(r.backends):22} {r.model:12} {r.variant:34} {r.check:34} {r.max_abs_err:9.1e} "
-              f"{r.max_rel_err:9.1e} {r.tol:9.1e}  {'info' if r.info else 'pass' if r.passed else 'FAIL'}")
+    _print_records(records)
     failed = [r for r in records if not r.passed]
     info = sum(r.info for r in records)
     if info:
@@ -51,6 +52,35 @@ def cmd_parity(args) -> int:
     print(f"{len(records) - len(failed) - info} passed, {len(failed)} failed")
     write_json(args.json, records)
     return 1 if failed else 0
+
+
+def _print_records(records) -> None:
+    print(f"{'backends':22} {'model':12} {'variant':34} {'check':34} {'max_abs':>9} {'max_rel':>9} {'tol':>9}  verdict")
+    for r in records:
+        print(f"{'-'.join(r.backends):22} {r.model:12} {r.variant:34} {r.check:34} {r.max_abs_err:9.1e} "
+              f"{r.max_rel_err:9.1e} {r.tol:9.1e}  {'info' if r.info else 'pass' if r.passed else 'FAIL'}")
+
+
+def _parity_of_pair(args) -> int:
+    """parity --torch MODULE:FUNCTION --keras MODULE:FUNCTION: a user's own model and its port."""
+    given = {"--torch": args.torch, "--keras": args.keras, "--input-shape": args.input_shape,
+             "--classes": args.classes}
+    missing = [option for option, value in given.items() if value is None]
+    if missing:
+        raise HarnessInputError(f"parity of your own models needs {', '.join(missing)} too (with --torch and --keras)")
+    if args.model or args.spec or args.variant or args.against:
+        raise HarnessInputError("--torch/--keras compare your own models: --model, --spec, --variant and --against "
+                                "apply to the harness's spec models")
+    check_output_file(args.json, "--json")
+    shape = parse_shape(args.input_shape)
+    pair = ModelPair(args.torch.rpartition(":")[0] or args.torch, load_factory(args.torch, "--torch"),
+                     load_factory(args.keras, "--keras"), shape, args.classes, input_ints=args.input_ints,
+                     batch=args.batch, seed=args.seed)
+    result = check_ported(pair, progress=lambda m: say(f"parity {pair.name}: {m}"))
+    _print_records(result.records)
+    print(result.summary())
+    write_json(args.json, result.records)
+    return 0 if result.passed else 1
 
 
 def cmd_inspect(args) -> int:
@@ -80,7 +110,9 @@ def add_parsers(sub) -> None:
                    description="Load the same weights into both frameworks and compare outputs, losses, gradients, "
                                "optimizer steps and BatchNorm statistics. Exit 0 only if every check passes.",
                    **epilog("parity", "parity --model cnn --variant 'dropout=0,bn=before'",
-                            "parity --spec my.toml --json parity.json"))
+                            "parity --spec my.toml --json parity.json",
+                            "parity --torch examples.residual_cnn:make_torch --keras examples.residual_cnn:make_keras "
+                            "--input-shape 3,32,32 --classes 10"))
     add_model_args(p, default_all=True)
     p.add_argument("--against", choices=parity_partners(),
                    help=f"the backend compared with {REFERENCE} (default: every one available here)")
@@ -88,6 +120,16 @@ def add_parsers(sub) -> None:
                    help="repeatable (default: every value of every variant axis, 12 variants)")
     p.add_argument("--json", metavar="FILE", help="write one record per check (default: none)")
     add_threads(p)
+    own = p.add_argument_group("your own models (instead of --model/--spec)")
+    own.add_argument("--torch", metavar="MODULE:FUNCTION", help="a function returning your torch.nn.Module")
+    own.add_argument("--keras", metavar="MODULE:FUNCTION", help="a function returning its Keras port (functional)")
+    own.add_argument("--input-shape", metavar="DIMS", help="one example's shape in torch's layout, e.g. 3,32,32 "
+                                                           "(Keras gets float inputs channels-last)")
+    own.add_argument("--input-ints", type=bounded_int(2, 10**9), metavar="V",
+                     help="inputs are integer ids in [0, V) (e.g. tokens) instead of normal floats")
+    own.add_argument("--classes", type=bounded_int(2, 10**6), metavar="N", help="the number of logits")
+    own.add_argument("--batch", type=bounded_int(2, 4096), default=8, metavar="N", help="batch size (default: 8)")
+    own.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, metavar="S", help="(default: 0)")
 
     p = subcommand(sub, "inspect", cmd_inspect, help="count the graph nodes one training step executes",
                    description="torch: autograd nodes of one step, the torch.compile (dynamo) graph and the AOT "
