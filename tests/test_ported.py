@@ -143,3 +143,20 @@ def test_each_wrong_port_fails_at_its_layer_with_its_trap_and_each_correct_one_p
     diagnosis = result.diagnosis
     assert diagnosis.layer is not None and diagnosis.layer.name == case.first_diverging, result.summary()
     assert case.trap in {hint.trap for hint in diagnosis.hints}, result.summary()
+
+
+@pytest.mark.slow
+def test_correct_ports_never_fail_over_seeds():
+    """No false FAIL: every correct pair (the examples and the flatten controls) under 5 seeds,
+    each seed new weights and new data."""
+    cases = {"residual_cnn": residual_cnn, "text_classifier": text_classifier,
+             "flatten_ok": wrong_ports.PORTS["flatten_ok"],
+             "flatten_channels_first_ok": wrong_ports.PORTS["flatten_channels_first_ok"]}
+    worst = []
+    for name, case in cases.items():
+        for seed in range(5):
+            result = check_ported(ModelPair(name, case.make_torch, case.make_keras, case.INPUT_SHAPE, case.CLASSES,
+                                            input_ints=case.INPUT_INTS, seed=seed))
+            assert result.passed, f"seed {seed}: {result.summary()}"
+            worst.append(max(r.max_rel_err / r.tol for r in result.records if not r.info))
+    assert len(worst) == 20 and max(worst) <= 1.0

@@ -184,8 +184,8 @@ def parse_spec(data: Any, source: str = "spec") -> ModelSpec:
     if not isinstance(layers_data, list) or not layers_data:
         raise HarnessInputError(f"{source}.layers: expected a non-empty list of layers, got {describe(layers_data)}")
     if len(layers_data) > MAX_LAYERS:
-        raise HarnessInputError(f"{source}.layers: {len(layers_data)} layers, at most {MAX_LAYERS}: a timing process "
-                                "builds several instances of each arm, so building alone outgrows any budget")
+        raise HarnessInputError(f"{source}.layers: {len(layers_data)} layers, at most {MAX_LAYERS} (building a model "
+                                "this deep takes longer than any timing budget; a timing process builds several)")
     layers = tuple(_parse_layer(item, f"{source}: layers[{i}]") for i, item in enumerate(layers_data))
     spec = ModelSpec(
         name=f.text("name", Path(source).stem or "spec"),
