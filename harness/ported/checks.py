@@ -48,10 +48,12 @@ class _Models:
 
     def __init__(self, torch, keras, pair: ModelPair):
         self.torch, self.keras, self.pair = torch, keras, pair
-        torch.manual_seed(pair.seed)
-        keras.utils.set_random_seed(pair.seed)
-        # Copies: the user's models are never changed (a test suite may go on using them).
-        self.t32 = copy.deepcopy(pair.build("--torch", pair.make_torch)).float()
+        with torch.random.fork_rng():  # seeded weights, without touching the caller's generator
+            torch.manual_seed(pair.seed)
+            users = pair.build("--torch", pair.make_torch)
+        # Copies: the user's models are never changed (a test suite may go on using them). The
+        # Keras model's own initial weights do not matter: torch's are copied into it.
+        self.t32 = copy.deepcopy(users).float()
         self.t64 = copy.deepcopy(self.t32).double()
         users = pair.build("--keras", pair.make_keras)
         self.k32, self.k64 = (_clone_as(keras, users, dtype) for dtype in ("float32", "float64"))
