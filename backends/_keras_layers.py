@@ -8,7 +8,11 @@ Conventions translated here:
 - BatchNorm: Keras's momentum convention is the spec's; epsilon passed explicitly.
 - Regularizers: keras L1(l1) / L2(l2) compute their penalty even at 0.0 (as PyTorch's explicit
   penalty does). Keras's L1L2 silently skips a zero term, so when both l1 and l2 are present we
-  use a two-term regularizer that always computes both: the same work in both frameworks.
+  use our own regularizer that always computes both: the same work in both frameworks. A float64
+  model uses ours for one term too: Keras's L1 and L2 round their factor to float32 (a float32
+  tensor; ops.cast of a Python float), 3e-9 to 8e-9 of a float64 loss with l1 = 1e-4 (cnn, mlp).
+- dtype: every layer is built in the model's dtype (Keras casts a floating input to a layer's
+  own dtype, so one float32 layer would round a float64 model's activations).
 - Initialization is seeded per layer (glorot_uniform with seed spec.seed + layer index, Keras's
   default initializer): building a model never reseeds the process (keras.utils.set_random_seed
   would reseed Python, NumPy and TensorFlow globally).
@@ -42,24 +46,31 @@ def flat_to_torch(vector_or_rows: np.ndarray, hwc: tuple[int, int, int]) -> np.n
 
 
 @functools.cache
-def _both_penalties_class(keras):
+def _penalties_class(keras):
     ops = keras.ops
 
-    class BothPenalties(keras.regularizers.Regularizer):
-        """l1*sum|w| + l2*sum(w^2), both always computed (Keras's L1L2 skips zero terms)."""
+    class Penalties(keras.regularizers.Regularizer):
+        """l1*sum|w| + l2*sum(w^2), each term computed when its factor is given, even at 0.0
+        (Keras's L1L2 skips zero terms); the factors stay Python floats, exact in float64."""
 
-        def __init__(self, l1: float, l2: float):
+        def __init__(self, l1: float | None, l2: float | None):
             self.l1, self.l2 = l1, l2
 
         def __call__(self, x):
-            return self.l1 * ops.sum(ops.absolute(x)) + self.l2 * ops.sum(ops.square(x))
+            terms = []
+            if self.l1 is not None:
+                terms.append(self.l1 * ops.sum(ops.absolute(x)))
+            if self.l2 is not None:
+                terms.append(self.l2 * ops.sum(ops.square(x)))
+            return sum(terms[1:], terms[0])
 
-    return BothPenalties
+    return Penalties
 
 
-def _regularizer(keras, layer):
-    if layer.l1 is not None and layer.l2 is not None:
-        return _both_penalties_class(keras)(layer.l1, layer.l2)
+def _regularizer(keras, layer, dtype: str | None):
+    present = [factor is not None for factor in (layer.l1, layer.l2)]
+    if all(present) or (any(present) and dtype == "float64"):  # see the module docstring
+        return _penalties_class(keras)(layer.l1, layer.l2)
     if layer.l1 is not None:
         return keras.regularizers.L1(layer.l1)
     if layer.l2 is not None:
@@ -71,17 +82,24 @@ def _activation(layer) -> str | None:
     return None if layer.activation == "linear" else layer.activation
 
 
-def _kernel_options(keras, layer, seed: int) -> dict:
-    """Activation, L1/L2 and a seeded default (glorot_uniform) initializer of a dense/conv kernel."""
-    return {"activation": _activation(layer), "kernel_regularizer": _regularizer(keras, layer),
-            "kernel_initializer": keras.initializers.GlorotUniform(seed=seed)}
+def _kernel_options(keras, layer, seed: int, dtype: str | None) -> dict:
+    """Activation, L1/L2, a seeded default (glorot_uniform) initializer and the dtype of a
+    dense/conv layer."""
+    return {"activation": _activation(layer), "kernel_regularizer": _regularizer(keras, layer, dtype),
+            "kernel_initializer": keras.initializers.GlorotUniform(seed=seed), "dtype": dtype}
 
 
 @functools.cache
 def _busywait_class(keras):
     class BusyWaitLayer(SpinIdentity, keras.layers.Layer):
         """The identity that spins a known time per call (harness.model.layers.BusyWait); in a
-        tf.function the Python runs once, at tracing, so only eager steps pay it."""
+        tf.function the Python runs once, at tracing, so only eager steps pay it. Its dtype is
+        the model's: a Keras layer casts a floating input to its own dtype."""
+
+        def __init__(self, seconds: float, dtype: str | None):
+            super().__init__(seconds)
+            if dtype is not None:
+                self.dtype_policy = dtype
 
         def call(self, x):
             return self.pass_through(x)
@@ -89,20 +107,23 @@ def _busywait_class(keras):
     return BusyWaitLayer
 
 
-# Builders: (keras, layer, index, seed) -> a Keras layer.
+# Builders: (keras, layer, index, seed, dtype) -> a Keras layer whose variables and computation
+# are in dtype: "float32", "float64" (parity's oracle), or None, Keras's default (float32).
 BUILDERS = {
-    Dense: lambda keras, layer, index, seed: keras.layers.Dense(
-        layer.units, **_kernel_options(keras, layer, seed + index)),
-    Conv2D: lambda keras, layer, index, seed: keras.layers.Conv2D(
-        layer.filters, layer.kernel_size, layer.strides, layer.padding, **_kernel_options(keras, layer, seed + index)),
-    MaxPool2D: lambda keras, layer, index, seed: keras.layers.MaxPooling2D(
-        layer.pool_size, layer.effective_strides, layer.padding),
-    Flatten: lambda keras, layer, index, seed: keras.layers.Flatten(),
-    Activation: lambda keras, layer, index, seed: keras.layers.Activation(layer.activation),
-    Dropout: lambda keras, layer, index, seed: keras.layers.Dropout(layer.rate, seed=seed + index),
-    BatchNorm: lambda keras, layer, index, seed: keras.layers.BatchNormalization(
-        axis=-1, momentum=layer.momentum, epsilon=layer.epsilon),
-    BusyWait: lambda keras, layer, index, seed: _busywait_class(keras)(layer.microseconds * 1e-6),
+    Dense: lambda keras, layer, index, seed, dtype=None: keras.layers.Dense(
+        layer.units, **_kernel_options(keras, layer, seed + index, dtype)),
+    Conv2D: lambda keras, layer, index, seed, dtype=None: keras.layers.Conv2D(
+        layer.filters, layer.kernel_size, layer.strides, layer.padding,
+        **_kernel_options(keras, layer, seed + index, dtype)),
+    MaxPool2D: lambda keras, layer, index, seed, dtype=None: keras.layers.MaxPooling2D(
+        layer.pool_size, layer.effective_strides, layer.padding, dtype=dtype),
+    Flatten: lambda keras, layer, index, seed, dtype=None: keras.layers.Flatten(dtype=dtype),
+    Activation: lambda keras, layer, index, seed, dtype=None: keras.layers.Activation(layer.activation, dtype=dtype),
+    Dropout: lambda keras, layer, index, seed, dtype=None: keras.layers.Dropout(
+        layer.rate, seed=seed + index, dtype=dtype),
+    BatchNorm: lambda keras, layer, index, seed, dtype=None: keras.layers.BatchNormalization(
+        axis=-1, momentum=layer.momentum, epsilon=layer.epsilon, dtype=dtype),
+    BusyWait: lambda keras, layer, index, seed, dtype=None: _busywait_class(keras)(layer.microseconds * 1e-6, dtype),
 }
 
 

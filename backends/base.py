@@ -6,7 +6,8 @@ resized later). `Backend.build(spec, mode)` returns a `Model`: the network, its 
 spec's L1/L2 penalties) and its optimizer, in one of the backend's MODES.
 
 Canonical layout (PyTorch's; the reference framework). Every array that crosses this interface
-is numpy float32 in this layout, so weights move between frameworks unchanged:
+is numpy in this layout, so weights move between frameworks unchanged; float32, except that a
+float64 model (SUPPORTS_FLOAT64) returns float64 arrays, and takes float32 or float64 ones:
 - inputs: channels-last batches, (N, H, W, C) or (N, features), as the spec's input_shape says;
   labels: int64 class indices (N,).
 - weights: a dict keyed "{layer index}.{name}", the index being the layer's position in
@@ -159,8 +160,9 @@ class Backend(ABC):
     `name` (the --backend value), `MODES`, `DEVICES`, `LOAD_ORDER` (lower is created first in a
     process using several frameworks), `DISTRIBUTIONS` (installed packages whose versions the
     environment record lists), `COLOR` (in plots), and capability flags: `SUPPORTS_FLOAT64`
-    (can be the parity oracle), `HAS_REFERENCE_LOOP` (reference_step is implemented), and the
-    convention `BN_BIASED_RUNNING_VAR` (running_var updated with the biased batch variance), and
+    (builds float64 models: parity's oracle for this framework's float32 rounding),
+    `HAS_REFERENCE_LOOP` (reference_step is implemented), and the convention
+    `BN_BIASED_RUNNING_VAR` (running_var updated with the biased batch variance), and
     `IDIOMS`, the values of the spec's training idioms it builds as written (`builds_as_written`),
     and `TIMING_BUDGET_S`, the default wall time of one timing comparison (harness/timing/replication.py).
     """
@@ -221,8 +223,10 @@ class Backend(ABC):
     def build(self, spec: ModelSpec, mode: str = "eager", dtype: str = "float32") -> Model:
         """Build the model (framework-default initialization, seeded with spec.seed).
 
-        dtype "float64" is only for the reference (SUPPORTS_FLOAT64): parity uses it as an
-        oracle for how far float32 rounding alone moves a result."""
+        dtype "float64" (backends with SUPPORTS_FLOAT64): the same model with its variables,
+        computation, optimizer state and BatchNorm statistics in float64, its arrays returned in
+        float64. Parity runs every framework in both, as an oracle for how far float32 rounding
+        alone moves that framework's result (harness/parity/tolerance.py)."""
         self.check_mode(mode)
         dtypes = ("float32", "float64") if self.SUPPORTS_FLOAT64 else ("float32",)
         if dtype not in dtypes:

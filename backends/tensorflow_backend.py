@@ -17,6 +17,13 @@ Modes: "eager" (GradientTape, eager execution), "compiled" (the same step in tf.
   decoupled, AdamW-style, a different regularizer and never used here).
 - Dropout(rate=0) returns its input (keras Dropout.call checks rate > 0): no graph node.
 - TF32 execution is turned off (float32 means float32).
+- float64 (SUPPORTS_FLOAT64, parity's oracle): every layer, the loss and the optimizer's slots
+  are float64, and arrays cross the interface as float64. Trap: Keras rounds an optimizer's
+  Python-float hyperparameters to float32 even for float64 variables (the learning rate lives in
+  a floatx variable; ops.cast(0.999, "float64") converts through a float32 tensor), which moved
+  a float64 Adam step 7e-6 off PyTorch's float64 one (1 - beta_2 at step 1) and SGD's 2e-8. The
+  float64 optimizer gets them as numpy float64 scalars (a float subclass, as Keras requires),
+  and the learning rate as a callable returning one.
 TF_CPP_MIN_LOG_LEVEL defaults to 2 (warnings and errors only) unless the caller set it.
 """
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -32,6 +40,8 @@ from backends._keras_layers import BUILDERS, weight_slots
 from backends.base import Availability, Backend, GraphCount, Model, Weights, layer_builder
 from harness.errors import BackendUnavailable
 from harness.model.spec import ModelSpec, infer_shapes
+
+_HYPERPARAMETERS = ("lr", "momentum", "beta_1", "beta_2", "epsilon")  # harness.model.spec.Optimizer's numbers
 
 
 def _import_tensorflow():
@@ -72,14 +82,15 @@ def _torch_epsilon_adam_class(keras):
 
 
 class TensorFlowModel(Model):
-    def __init__(self, backend: TensorFlowBackend, spec: ModelSpec, mode: str):
+    def __init__(self, backend: TensorFlowBackend, spec: ModelSpec, mode: str, dtype: str):
         super().__init__(spec, mode)
         tf, keras = backend.tf, backend.keras
         self.tf, self.keras = tf, keras
-        self._layers = [layer_builder(BUILDERS, layer, backend.name)(keras, layer, i, spec.seed)
+        self.dtype = np.dtype(dtype)  # of the variables, the computation and every float array out
+        self._layers = [layer_builder(BUILDERS, layer, backend.name)(keras, layer, i, spec.seed, dtype)
                         for i, layer in enumerate(spec.layers)]
-        self.net = keras.Sequential([keras.Input(shape=spec.input_shape), *self._layers])
-        self.loss_object = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self.net = keras.Sequential([keras.Input(shape=spec.input_shape, dtype=dtype), *self._layers])
+        self.loss_object = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
         self._slots = weight_slots(spec.layers, self._layers, infer_shapes(spec))
         self._trainable = [slot for slot in self._slots if slot.variable.trainable]
         self._trainable_variables = [slot.variable for slot in self._trainable]
@@ -93,26 +104,29 @@ class TensorFlowModel(Model):
             # dimension of None traces once, where the static-shape _step_fn would trace again for
             # every new size (~0.4 s each on 2 cores). timed_step keeps _step_fn: static shapes
             # are what timing measures.
-            signature = (tf.TensorSpec((None, *spec.input_shape), tf.float32), tf.TensorSpec((None,), tf.int64))
+            signature = (tf.TensorSpec((None, *spec.input_shape), dtype), tf.TensorSpec((None,), tf.int64))
             self._train_step_fn = tf.function(self._step, jit_compile=(mode == "xla"), input_signature=signature)
 
     def _make_optimizer(self):
-        opt = self.spec.optimizer
+        opt, lr = self.spec.optimizer, self.spec.optimizer.lr
+        if self.dtype == np.float64:  # see the module docstring: float64
+            opt = replace(opt, **{name: np.float64(getattr(opt, name)) for name in _HYPERPARAMETERS})
+            lr = functools.partial(np.float64, opt.lr)
         if opt.type == "sgd":
-            return self.keras.optimizers.SGD(learning_rate=opt.lr, momentum=opt.momentum)
+            return self.keras.optimizers.SGD(learning_rate=lr, momentum=opt.momentum)
         matched = self.spec.optimizer_impl == "matched"
         adam = _torch_epsilon_adam_class(self.keras) if matched else self.keras.optimizers.Adam
-        return adam(learning_rate=opt.lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
+        return adam(learning_rate=lr, beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
 
     # -- weights ------------------------------------------------------------------------------
 
     def get_weights(self) -> Weights:
-        return {slot.name: np.array(slot.to_canonical(np.asarray(slot.variable.numpy())), dtype=np.float32)
+        return {slot.name: np.array(slot.to_canonical(np.asarray(slot.variable.numpy())), dtype=self.dtype)
                 for slot in self._slots}
 
     def _load_weights(self, weights: Weights) -> None:
         for slot in self._slots:
-            slot.variable.assign(slot.to_keras(np.asarray(weights[slot.name], dtype=np.float32)))
+            slot.variable.assign(slot.to_keras(np.asarray(weights[slot.name], dtype=self.dtype)))
 
     # -- computation ----------------------------------------------------------------------------
 
@@ -130,14 +144,17 @@ class TensorFlowModel(Model):
         self.optimizer.apply_gradients(zip(grads, self._trainable_variables))
         return loss
 
+    def _x(self, x):
+        return self.tf.constant(np.asarray(x, dtype=self.dtype))
+
     def _tensors(self, x, y):
-        return self.tf.constant(np.asarray(x, dtype=np.float32)), self.tf.constant(np.asarray(y, dtype=np.int64))
+        return self._x(x), self.tf.constant(np.asarray(y, dtype=np.int64))
 
     def forward(self, x, training):
-        return self.net(self.tf.constant(np.asarray(x, dtype=np.float32)), training=training).numpy()
+        return self.net(self._x(x), training=training).numpy()
 
     def layer_input(self, x, index):
-        found = self.tf.constant(np.asarray(x, dtype=np.float32))
+        found = self._x(x)
         for layer in self._layers[:index]:
             found = layer(found, training=False)
         return found.numpy()
@@ -150,11 +167,11 @@ class TensorFlowModel(Model):
         with self.tf.GradientTape() as tape:
             loss = self._loss(tx, ty, training=training)
         grads = tape.gradient(loss, self._trainable_variables)
-        return {slot.name: np.asarray(slot.to_canonical(g.numpy()), dtype=np.float32)
+        return {slot.name: np.asarray(slot.to_canonical(g.numpy()), dtype=self.dtype)
                 for slot, g in zip(self._trainable, grads)}
 
     def apply_gradients(self, gradients):
-        values = [self.tf.constant(slot.to_keras(np.asarray(gradients[slot.name], dtype=np.float32)))
+        values = [self.tf.constant(slot.to_keras(np.asarray(gradients[slot.name], dtype=self.dtype)))
                   for slot in self._trainable]
         self.optimizer.apply_gradients(zip(values, self._trainable_variables))
 
@@ -184,6 +201,7 @@ class TensorFlowBackend(Backend):
     LOAD_ORDER = 10
     DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "keras")
     COLOR = "#2e86ab"
+    SUPPORTS_FLOAT64 = True
     HAS_REFERENCE_LOOP = True
     BN_BIASED_RUNNING_VAR = True
     IDIOMS = {"l2_style": ("penalty",), "optimizer_impl": ("stock", "matched")}
@@ -238,7 +256,7 @@ class TensorFlowBackend(Backend):
         }
 
     def _build(self, spec: ModelSpec, mode: str, dtype: str) -> TensorFlowModel:
-        return TensorFlowModel(self, spec, mode)
+        return TensorFlowModel(self, spec, mode, dtype)
 
     def dropout_probe(self, rate, x, training):
         layer = self.keras.layers.Dropout(rate, seed=1234)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
 import pytest
 
 from harness.errors import HarnessInputError
-from harness.model.layers import LAYER_TYPES
-from harness.model.spec import PRESETS, load_spec, model_cost
+from harness.model.layers import KERNEL_LAYERS, LAYER_TYPES
+from harness.model.spec import PRESETS, Optimizer, load_spec, model_cost
 from harness.model.synthetic import synthetic_batch
 from harness.model.variants import variant_spec
 
@@ -123,10 +123,6 @@ def test_dropout_probe_semantics(backend):
 
 
 def test_apply_gradients_is_one_optimizer_step(backend):
-    from dataclasses import replace
-
-    from harness.model.spec import Optimizer
-
     spec = replace(PRESETS["mlp"], optimizer=Optimizer("sgd", lr=0.5))
     model = backend.build(spec)
     before = model.get_weights()
@@ -172,3 +168,67 @@ def test_mode_and_device_are_checked_once_for_every_backend(backend):
         backend.build(PRESETS["mlp"], "warp")
     with pytest.raises(HarnessInputError, match=f"--device: {backend.name} has no device 'abacus'"):
         type(backend)(device="abacus")
+
+
+def _float32_and_float64(backend, spec):
+    """The spec built in float32 and in float64 with the same (float32) weights; a backend without
+    SUPPORTS_FLOAT64 must refuse float64 (then the test is skipped)."""
+    if not backend.SUPPORTS_FLOAT64:
+        with pytest.raises(ValueError, match="float64"):
+            backend.build(spec, dtype="float64")
+        pytest.skip(f"the {backend.name} backend builds no float64 models")
+    weights = backend.build(spec).get_weights()
+    models = [backend.build(spec, dtype=dtype) for dtype in ("float32", "float64")]
+    for model in models:
+        model.set_weights(weights)
+    return weights, models
+
+
+def _relative(found, exact) -> float:
+    found, exact = np.asarray(found, dtype=np.float64), np.asarray(exact, dtype=np.float64)
+    return float(np.max(np.abs(found - exact)) / np.max(np.abs(exact)))
+
+
+def test_a_float64_build_agrees_with_its_float32_build(backend):
+    """The same model to float32 precision (parity's oracle), every array out in float64, and
+    computed in float64, not in float32 and cast up."""
+    spec = variant_spec(load_spec(EXAMPLE), "dropout=0")[1]  # two models' dropout masks cannot match
+    weights, (m32, m64) = _float32_and_float64(backend, spec)
+    x, y = synthetic_batch(spec)
+    loaded = m64.get_weights()
+    assert all(loaded[k].dtype == np.float64 and np.array_equal(loaded[k], weights[k]) for k in weights)
+    for training in (False, True):  # train mode: BatchNorm on batch statistics, ill-conditioned (1e-5)
+        out32, out64 = m32.forward(x, training), m64.forward(x, training)
+        assert out64.dtype == np.float64 and _relative(out32, out64) < 1e-4
+        assert not np.array_equal(out64, out64.astype(np.float32))
+    assert m64.layer_input(x, 2).dtype == np.float64
+    assert m64.loss(x, y, True) == pytest.approx(m32.loss(x, y, True), rel=1e-5)
+    g32, g64 = m32.gradients(x, y, True), m64.gradients(x, y, True)
+    scale = max(np.max(np.abs(g)) for g in g64.values())  # BatchNorm makes some gradients ~0: the model's scale
+    assert all(g64[k].dtype == np.float64 and np.max(np.abs(g64[k] - g32[k])) <= 1e-4 * scale for k in g64)
+    m32.apply_gradients(g32)
+    m64.apply_gradients(g32)
+    after32, after64 = m32.get_weights(), m64.get_weights()
+    assert all(after64[k].dtype == np.float64 and _relative(after32[k], after64[k]) < 1e-5 for k in after64)
+
+
+def test_a_float64_model_keeps_its_numbers_in_float64(backend):
+    """The learning rate, momentum and L1 factor of a float64 model are float64 numbers: Keras
+    rounds Python floats to float32 (0.1 by 1.5e-9, 1e-4 by 2.5e-9), which an oracle must not."""
+    spec = replace(variant_spec(load_spec(EXAMPLE), "dropout=0,l1=0.0001,l2=absent")[1],
+                   optimizer=Optimizer("sgd", lr=0.1, momentum=0.9))
+    _, (_, model) = _float32_and_float64(backend, spec)
+    start = model.get_weights()
+    gradients = {k: np.full_like(v, 0.3) for k, v in start.items() if not k.endswith(("running_mean", "running_var"))}
+    model.apply_gradients(gradients)
+    model.apply_gradients(gradients)
+    after = model.get_weights()
+    # PyTorch's buffer b <- 0.9 b + g, w -= lr b; Keras's v <- 0.9 v - lr g, w += v: the same steps.
+    assert all(np.max(np.abs(after[k] - (start[k] - 0.1 * 0.3 - 0.1 * (0.9 * 0.3 + 0.3)))) < 1e-15 for k in gradients)
+    x, y = synthetic_batch(spec)
+    logits = model.forward(x, False)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    cross_entropy = -(shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)))[np.arange(len(y)), y].mean()
+    l1 = 1e-4 * sum(np.abs(after[f"{i}.weight"]).sum() for i, layer in enumerate(spec.layers)
+                    if isinstance(layer, KERNEL_LAYERS))
+    assert model.loss(x, y, False) - cross_entropy == pytest.approx(l1, rel=1e-11)

@@ -25,8 +25,8 @@ def cmd_parity(args) -> int:
     specs = [resolve_spec(args.model, args.spec)] if args.model or args.spec else list(PRESETS.values())
     variants = parse_variants(args.variant or SUITES["default"].parity_variants)
     check_output_file(args.json, "--json")
-    for spec in specs:  # three models at once: reference, other framework, float64 oracle (2x)
-        check_memory(args.spec or f"--model {spec.name}", variant_arms(spec, variants), models=4)
+    for spec in specs:  # four models at once: each framework in float32 (1x) and float64 (2x)
+        check_memory(args.spec or f"--model {spec.name}", variant_arms(spec, variants), models=6)
     reference = create_backend(REFERENCE, threads=args.threads)  # created first: see backends/__init__.py
     partners = []
     for name in [args.against] if args.against else parity_partners():

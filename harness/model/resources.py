@@ -173,8 +173,8 @@ def check_fits(spec: ModelSpec, source: str, models: float = 1.0, dtype_bytes: i
 
     source: where the spec came from, named first in the message (the spec file path, `--model cnn`).
     models: how many copies of the model the caller holds at once, in units of `dtype_bytes`
-        floats. Parity holds the float32 reference, the other framework and a float64 oracle:
-        models=4 with dtype_bytes=4. Timing holds one per arm.
+        floats. Parity holds each framework in float32 and in float64: models=6 with
+        dtype_bytes=4. Timing holds one per arm.
     available: bytes this run may use; None measures them (available_memory_bytes()). Where
         nothing can be measured, nothing is refused.
 

@@ -27,21 +27,27 @@ one. After T updates from the same start v0, with Keras momentum m:
 (n = values per channel in a batch: N*H*W after a conv, N after a dense). We compare PyTorch's
 running_var with that conversion of Keras's.
 
-Tolerances. Errors are relative to the scale of the exact result: max|a - b| / max|exact|.
-"Exact" is the reference framework run in float64 from the same weights and data: an oracle
-for how far float32 rounding alone moves each result. The frameworks must agree within
-    tol = max(floor, ROUNDING_FACTOR * f64_err)
-where f64_err is the float32 reference's own error against float64 and the floor is a fixed
-float32 budget (1e-5). Where a computation is well conditioned f64_err is ~1e-7 and the floor
-rules, as tight as float32 allows. Where it is not (BatchNorm's backward subtracts nearly equal
-sums; a gradient that is mathematically zero, as for a bias right before BatchNorm, is pure
-rounding noise) float32 itself cannot do better, and the tolerance says so in the record's detail
-instead of hiding it. A layout or convention bug gives errors far above both (1e-3 and up).
+Tolerances (harness/parity/tolerance.py). Each framework runs every check twice from the same
+weights and data, in float32 and in float64: four models. Errors are relative to the scale of
+the exact result, max|a - b| / max|reference in float64|. Each framework's float32 result is
+compared with its own float64 result, and the sum of those two errors (with a margin) bounds how
+far two correct float32 implementations can differ:
+    tol = max(floor, SAFETY_FACTOR * (f64_err + other_f64_err))
+Where a computation is well conditioned both errors are ~1e-7 and the floor (1e-5) rules, as
+tight as float32 allows. Where it is not (BatchNorm's backward subtracts nearly equal sums; a
+gradient that is mathematically zero, as for a bias right before BatchNorm, is pure rounding
+noise; Keras computes Adam's bias correction 1 - beta^t in float32) float32 itself cannot do
+better, in either framework, and the record's detail says the tolerance was widened. The bound
+assumes the two float64 results agree; a check whose float64 results differ by more than
+F64_AGREEMENT of its tolerance fails whatever its float32 difference. A layout or convention
+bug moves both of the other framework's results alike: its own error stays small, the
+difference does not (1e-3 and up), and the check fails.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -50,29 +56,29 @@ from harness.model.layers import BatchNorm, Dropout
 from harness.model.spec import ModelSpec, Optimizer, infer_shapes
 from harness.model.synthetic import synthetic_batch
 from harness.model.variants import Variant, apply_variant
+from harness.parity.tolerance import F64_AGREEMENT, STRUCTURAL_ZERO, TOL_FLOOR, tolerance
 from harness.results.records import ParityRecord
 
-# float32 has a unit roundoff of 6e-8; a dot product of k terms summed in a different order
-# (oneDNN vs MKL blockings) differs by about sqrt(k) * 6e-8 relative to its scale, and
-# k <= ~1e3 here (784 inputs, 3x3x64 = 576 conv taps): ~2e-6. The floor of 1e-5 leaves 5x
-# headroom; observed forward errors are ~4e-7.
-TOL_FLOOR = 1e-5
-# Keras computes Adam's bias corrections 1 - beta^t in float32, PyTorch in Python floats
-# (float64): at t=1, 1 - 0.999 loses 6e-8 / 1e-3 = 6e-5 relative to cancellation, 3e-5 after
-# the square root. The oracle cannot see this (the float32 reference uses doubles there).
-TOL_ADAM_FLOOR = 5e-5
-# A tensor whose exact (float64) value is below this fraction of the largest tensor in its
-# check is zero up to rounding: e.g. the gradient of a bias feeding BatchNorm (directly or
-# through max-pooling, which commutes with a per-channel shift). Its float32 values are pure
-# noise, so it is judged against the check's largest tensor: both frameworks must find ~0.
-STRUCTURAL_ZERO = 1e-6
-# Two float32 implementations each carry their own rounding error; we allow the other framework
-# up to 3x the reference's, so a difference of up to 4x the reference's error vs float64.
-ROUNDING_FACTOR = 4.0
 # Survivors of dropout are x * (1 / (1 - p)) or x / (1 - p): one or two roundings.
 TOL_DROPOUT_SCALE = 5e-7
 STEPS = 10
 DROPOUT_PROBE_SHAPE = (1000, 1000)
+
+
+class Runs(NamedTuple):
+    """One result (an array, a number or a dict of arrays) from each of the four models: each
+    framework in float32 (reference, other) and in float64 (reference64, other64)."""
+
+    reference: Any
+    other: Any
+    reference64: Any
+    other64: Any
+
+    def pick(self, key: str) -> Runs:
+        return Runs(*(run[key] for run in self))
+
+    def map(self, function) -> Runs:
+        return Runs(*(function(run) for run in self))
 
 
 def _max_abs(array) -> float:
@@ -80,42 +86,37 @@ def _max_abs(array) -> float:
     return float(np.max(np.abs(array))) if array.size else 0.0
 
 
-def _scaled_errors(exact, reference, other, scale: float | None = None) -> tuple[float, float, float]:
-    """(max|ref - other|, that / scale, max|ref - exact| / scale); scale defaults to max|exact|."""
-    exact, reference, other = (np.asarray(a, dtype=np.float64) for a in (exact, reference, other))
-    if exact.size == 0:
-        return 0.0, 0.0, 0.0
-    scale = scale or _max_abs(exact) or _max_abs(reference) or 1.0
-    max_abs = _max_abs(reference - other)
-    return max_abs, max_abs / scale, _max_abs(reference - exact) / scale
-
-
-def _compare(model, variant, check, backends, exact, reference, other, group_scale: float | None = None,
-             floor: float = TOL_FLOOR) -> ParityRecord:
+def _compare(model, variant, check, backends, runs: Runs, group_scale: float | None = None) -> ParityRecord:
+    ref, other, ref64, other64 = (np.asarray(run, dtype=np.float64) for run in runs)
+    if ref64.size == 0:
+        return ParityRecord(model, variant, check, tuple(backends), 0.0, 0.0, TOL_FLOOR, True, "", 0.0, 0.0)
     notes = []
     scale = None
-    if group_scale is not None and _max_abs(exact) <= STRUCTURAL_ZERO * group_scale:
+    if group_scale is not None and _max_abs(ref64) <= STRUCTURAL_ZERO * group_scale:
         scale = group_scale
         notes.append("zero in float64 (e.g. a bias feeding BatchNorm): judged against the largest tensor of the check")
-    max_abs, max_rel, rounding = _scaled_errors(exact, reference, other, scale)
-    tol = max(floor, ROUNDING_FACTOR * rounding)
-    if tol > floor:
-        notes.append(f"tolerance widened to {ROUNDING_FACTOR:g} x float32's own error")
-    return ParityRecord(model, variant, check, tuple(backends), max_abs, max_rel, tol, bool(max_rel <= tol),
-                        "; ".join(notes), rounding)
+    scale = scale or _max_abs(ref64) or _max_abs(ref) or 1.0
+    max_abs = _max_abs(ref - other)
+    err_ref, err_other, gap = (_max_abs(a - b) / scale for a, b in ((ref, ref64), (other, other64), (ref64, other64)))
+    tol, note = tolerance(err_ref, err_other)
+    notes += [note] if note else []
+    agree = gap <= F64_AGREEMENT * tol
+    if not agree:
+        notes.append(f"the float64 results differ by {gap:.1e} (> {F64_AGREEMENT:g} x tol): not the same function")
+    passed = bool(max_abs / scale <= tol and agree)
+    return ParityRecord(model, variant, check, tuple(backends), max_abs, max_abs / scale, tol, passed,
+                        "; ".join(notes), err_ref, err_other)
 
 
-def _badness(record: ParityRecord) -> float:
-    """Error as a fraction of the tolerance: > 1 fails."""
-    return record.max_rel_err / record.tol
+def _badness(record: ParityRecord) -> tuple[bool, float]:
+    """Failed first, then error as a fraction of the tolerance (> 1 fails)."""
+    return not record.passed, record.max_rel_err / record.tol
 
 
-def _compare_tensors(model, variant, check, backends, exact: dict, reference: dict, other: dict, keys,
-                     floor: float = TOL_FLOOR) -> ParityRecord:
+def _compare_tensors(model, variant, check, backends, runs: Runs, keys) -> ParityRecord:
     """One record for several tensors: the one with the largest error against its tolerance."""
-    group_scale = max(_max_abs(exact[k]) for k in keys)
-    records = {k: _compare(model, variant, check, backends, exact[k], reference[k], other[k], group_scale, floor)
-               for k in keys}
+    group_scale = max(_max_abs(runs.reference64[k]) for k in keys)
+    records = {k: _compare(model, variant, check, backends, runs.pick(k), group_scale) for k in keys}
     worst_key = max(records, key=lambda k: _badness(records[k]))
     worst = records[worst_key]
     notes = [f"worst of {len(records)} tensors: {worst_key}"] + ([worst.detail] if worst.detail else [])
@@ -149,71 +150,74 @@ def _as_reference_running_var(spec: ModelSpec, reference: Backend, other: Backen
         in_shape = shapes.inputs[index]
         n = batch * (in_shape[0] * in_shape[1] if len(in_shape) == 3 else 1)
         c = n / (n - 1) if other.BN_BIASED_RUNNING_VAR else (n - 1) / n
-        decay = layer.momentum ** steps
         key = f"{index}.running_var"
-        converted[key] = decay * start[key] + c * (other_weights[key] - decay * start[key])
+        start_part = layer.momentum ** steps * np.asarray(start[key], dtype=np.float64)  # float64: exact for an oracle
+        converted[key] = start_part + c * (other_weights[key] - start_part)
     return converted
 
 
-class _Triple:
-    """The same model three times: reference float32, other framework float32, reference float64."""
+class _Models:
+    """The same model four times: each framework in float32 and in float64 (`models`, a Runs)."""
 
     def __init__(self, reference: Backend, other: Backend, spec: ModelSpec, weights: dict):
         self.weights = weights
-        self.models = [reference.build(spec), other.build(spec), reference.build(spec, dtype="float64")]
+        self.models = Runs(reference.build(spec), other.build(spec), reference.build(spec, dtype="float64"),
+                           other.build(spec, dtype="float64"))
         self.reset()
 
-    def reset(self) -> _Triple:
-        """Load the starting weights (BN running statistics included) into all three."""
+    def reset(self) -> _Models:
+        """Load the starting weights (BN running statistics included) into all four."""
         for model in self.models:
             model.set_weights(self.weights)
         return self
 
-    def each(self, method: str, *args):
-        """(exact, reference, other): one Model method's results, in _compare's argument order."""
-        ref, other, exact = (getattr(model, method)(*args) for model in self.models)
-        return exact, ref, other
+    def each(self, method: str, *args) -> Runs:
+        """One Model method's results, one per model."""
+        return self.models.map(lambda model: getattr(model, method)(*args))
 
 
-def _after_steps(triple: _Triple, batches) -> tuple[tuple[dict, dict, dict], list[dict]]:
-    """(exact, reference, other) weights after one optimizer step per batch, every optimizer fed
-    the reference's gradients; and those gradients, step by step.
+def _after_steps(models: _Models, batches) -> tuple[Runs, list[dict]]:
+    """The weights after one optimizer step per batch, every optimizer fed the float32
+    reference's gradients; and those gradients, step by step.
 
     The same gradients go into every optimizer: this checks the optimizers' arithmetic, not the
     trajectory. Free-running float32 trajectories are chaotic (a rounding-level difference decides
     a ReLU or max-pool kink, and Adam turns a gradient near epsilon into an lr-sized step);
-    gradients are checked on their own. Each framework's own train-mode forward updates its BN
+    gradients are checked on their own. Each model's own train-mode forward updates its BN
     running statistics."""
-    ref_model, *others = triple.models
+    ref_model, *others = models.models
     fed = []
     for bx, by in batches:
         gradients = ref_model.gradients(bx, by, True)
         for model in others:
             model.forward(bx, True)
-        for model in triple.models:
+        for model in models.models:
             model.apply_gradients(gradients)
         fed.append(gradients)
-    return triple.each("get_weights"), fed
+    return models.each("get_weights"), fed
 
 
-def _stock_adam_divergence(matched: ParityRecord, triple: _Triple, other: Backend, fed, updates, keys):
+def _stock_adam_divergence(matched: ParityRecord, models: _Models, other: Backend, fed, updates: Runs, keys):
     """Information, not a check: the other framework's stock Adam (its own epsilon placement, what
     timing runs) against the reference after the same steps, next to the matched optimizer's
     error (`matched`)."""
-    stock = other.build(replace(triple.models[1].spec, optimizer_impl="stock"))
-    stock.set_weights(triple.weights)
-    for gradients in fed:  # the very gradients the matched optimizers were fed
-        stock.apply_gradients(gradients)
-    stock_weights = stock.get_weights()
-    stock_update = {k: stock_weights[k] - triple.weights[k] for k in keys}
-    exact, ref, _ = updates
+    spec = replace(models.models.other.spec, optimizer_impl="stock")
+    stock = {dtype: other.build(spec, dtype=dtype) for dtype in ("float32", "float64")}
+    stock_updates = {}
+    for dtype, model in stock.items():
+        model.set_weights(models.weights)
+        for gradients in fed:  # the very gradients the matched optimizers were fed
+            model.apply_gradients(gradients)
+        after = model.get_weights()
+        stock_updates[dtype] = {k: after[k] - models.weights[k] for k in keys}
+    runs = updates._replace(other=stock_updates["float32"], other64=stock_updates["float64"])
     record = _compare_tensors(matched.model, matched.variant, f"adam_{STEPS}_steps_stock_optimizer", matched.backends,
-                              exact, ref, stock_update, keys=keys, floor=TOL_ADAM_FLOOR)
+                              runs, keys=keys)
     return replace(record, passed=True, info=True, detail=(
-        f"information, not a check ({stock.optimizer_class} vs the reference): Keras adds epsilon to sqrt(v), "
-        "PyTorch to sqrt(v_hat) = sqrt(v) / sqrt(1 - beta_2^t), so the same epsilon weighs 1/sqrt(1 - beta_2^t) "
-        f"times more in Keras (31.6x at step 1 with beta_2 0.999); the matched optimizer's error is "
-        f"{matched.max_rel_err:.1e}. {record.detail}"))
+        f"information, not a check ({stock['float32'].optimizer_class} vs the reference): Keras adds epsilon to "
+        "sqrt(v), PyTorch to sqrt(v_hat) = sqrt(v) / sqrt(1 - beta_2^t), so the same epsilon weighs "
+        "1/sqrt(1 - beta_2^t) times more in Keras (31.6x at step 1 with beta_2 0.999); the matched optimizer's "
+        f"error is {matched.max_rel_err:.1e}. {record.detail}"))
 
 
 def check_variant(reference: Backend, other: Backend, spec: ModelSpec, variant: Variant) -> list[ParityRecord]:
@@ -224,34 +228,34 @@ def check_variant(reference: Backend, other: Backend, spec: ModelSpec, variant: 
     x, y = synthetic_batch(vspec, seed=vspec.seed)
     weights = reference.build(vspec).get_weights()
     records = [_compare(spec.name, label, "forward_eval", names,
-                        *_Triple(reference, other, vspec, weights).each("forward", x, False))]
+                        _Models(reference, other, vspec, weights).each("forward", x, False))]
 
     # Train-mode calls update BN running statistics: reset before each check.
-    train = _Triple(reference, other, _without_dropout_noise(vspec), weights)
-    records.append(_compare(spec.name, label, "forward_train", names, *train.each("forward", x, True)))
+    train = _Models(reference, other, _without_dropout_noise(vspec), weights)
+    records.append(_compare(spec.name, label, "forward_train", names, train.each("forward", x, True)))
     losses = train.reset().each("loss", x, y, True)
-    records.append(_compare(spec.name, label, "loss", names, *(np.array([v]) for v in losses)))
-    exact, ref, oth = train.reset().each("gradients", x, y, True)
-    grad_scale = max(_max_abs(g) for g in exact.values())
-    records += [_compare(spec.name, label, f"grad[{key}]", names, exact[key], ref[key], oth[key], grad_scale)
-                for key in ref]
+    records.append(_compare(spec.name, label, "loss", names, losses.map(lambda value: np.array([value]))))
+    gradients = train.reset().each("gradients", x, y, True)
+    grad_scale = max(_max_abs(g) for g in gradients.reference64.values())
+    records += [_compare(spec.name, label, f"grad[{key}]", names, gradients.pick(key), grad_scale)
+                for key in gradients.reference]
 
     batches = [synthetic_batch(vspec, seed=vspec.seed + 1 + step) for step in range(STEPS)]
     bn_keys = [k for k in weights if k.endswith(("running_mean", "running_var"))]
     trainable = [k for k in weights if k not in bn_keys]
     for name, optimizer in _optimizers(vspec).items():
-        triple = _Triple(reference, other, replace(train.models[0].spec, optimizer=optimizer), weights)
-        (exact, ref, oth), fed = _after_steps(triple, batches)
-        updates = [{k: w[k] - weights[k] for k in trainable} for w in (exact, ref, oth)]
-        records.append(_compare_tensors(spec.name, label, f"{name}_{STEPS}_steps", names, *updates, keys=trainable,
-                                        floor=TOL_ADAM_FLOOR if name == "adam" else TOL_FLOOR))
+        models = _Models(reference, other, replace(train.models.reference.spec, optimizer=optimizer), weights)
+        after, fed = _after_steps(models, batches)
+        updates = after.map(lambda w: {k: w[k] - weights[k] for k in trainable})
+        records.append(_compare_tensors(spec.name, label, f"{name}_{STEPS}_steps", names, updates, keys=trainable))
         if bn_keys:
-            converted = _as_reference_running_var(triple.models[0].spec, reference, other, oth, weights, STEPS,
-                                                   vspec.batch_size)
-            records.append(_compare_tensors(spec.name, label, f"bn_running_stats[{name}]", names, exact, ref,
-                                            converted, keys=bn_keys))
+            other32, other64 = [_as_reference_running_var(models.models.reference.spec, reference, other, found,
+                                                          weights, STEPS, vspec.batch_size)
+                                for found in (after.other, after.other64)]
+            stats = after._replace(other=other32, other64=other64)
+            records.append(_compare_tensors(spec.name, label, f"bn_running_stats[{name}]", names, stats, keys=bn_keys))
         if name == "adam" and "matched" in type(other).IDIOMS["optimizer_impl"]:
-            records.append(_stock_adam_divergence(records[-1 - bool(bn_keys)], triple, other, fed, updates,
+            records.append(_stock_adam_divergence(records[-1 - bool(bn_keys)], models, other, fed, updates,
                                                   trainable))
 
     for rate in sorted({layer.rate for layer in vspec.layers if isinstance(layer, Dropout) and layer.rate > 0}):
@@ -268,9 +272,11 @@ def _dropout_semantics(backend: Backend, model: str, variant: str, rate: float) 
     sigma = float(np.sqrt(rate * (1 - rate) / x.size))
     survivors = ~dropped
     expected = x[survivors] / (1.0 - rate)
-    scale_abs, scale_rel, _ = _scaled_errors(expected, expected, trained[survivors])
+    scale_abs = _max_abs(trained[survivors] - expected)
+    scale_rel = scale_abs / (_max_abs(expected) or 1.0)
     evaluated = backend.dropout_probe(rate, x, training=False)
-    eval_abs, eval_rel, _ = _scaled_errors(x, x, evaluated)
+    eval_abs = _max_abs(evaluated - x)
+    eval_rel = eval_abs / _max_abs(x)
     name, p = (backend.name,), f"p={rate:g}"
     return [
         ParityRecord(model, variant, f"dropout_fraction[{p}]", name, abs(fraction - rate), abs(fraction - rate) / rate,

@@ -27,20 +27,14 @@ from dataclasses import replace
 import numpy as np
 
 from harness.errors import HarnessInputError
+from harness.parity.tolerance import STRUCTURAL_ZERO, TOL_FLOOR, tolerance
 from harness.ported import mapping, trace
 from harness.ported.pair import ModelPair
 from harness.results.records import ParityRecord
 
 STEPS = 3
 LR, MOMENTUM = 0.01, 0.9
-STRUCTURAL_ZERO = 1e-6  # as in harness/parity/checks.py: a tensor that is zero up to rounding
 BACKENDS = ("torch", "keras")
-TOL_FLOOR = 1e-5
-
-
-def tolerance(err_torch: float, err_keras: float) -> tuple[float, str]:  # interim: harness/parity/tolerance.py
-    tol = max(TOL_FLOOR, 2.0 * (err_torch + err_keras))
-    return tol, "tolerance widened to 2 x (torch's + Keras's float32 error)" if tol > TOL_FLOOR else ""
 
 
 class _Models:
@@ -145,7 +139,7 @@ def _compare(name: str, check: str, t32, t64, k32, k64, scale: float | None = No
     err_keras = float(np.max(np.abs(k32 - k64), initial=0.0)) / scale
     tol, note = tolerance(err_torch, err_keras)
     return ParityRecord(name, "", check, BACKENDS, max_abs, max_abs / scale, tol, bool(max_abs / scale <= tol),
-                        note, err_torch)
+                        note, err_torch, err_keras)
 
 
 def check_pair(torch, keras, tf, pair: ModelPair, steps: int = STEPS,
