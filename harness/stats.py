@@ -252,6 +252,30 @@ def unpaired_ratio(a_times, b_times) -> PairedRatio:
     return PairedRatio(ratio, low, high, int(min(a.size, b.size)))
 
 
+def unpaired_across_processes(a_times, a_process_of_round, b_times, b_process_of_round) -> PairedRatio:
+    """b/a for two arms timed in different processes (two frameworks, each in its own): the
+    ratio of the per-process trimmed means of log step time, averaged per side, with Welch's
+    95% t-interval over the two sides' processes. Rounds are not paired, so only processes
+    count: a side's process is one observation, and its layout and instances move its rounds
+    together (a bootstrap over rounds would ignore that and be too narrow). One process on
+    either side: no interval (0 to inf), and `processes` says so, for the verdict to refuse."""
+    sides = []
+    for times, ids in ((a_times, a_process_of_round), (b_times, b_process_of_round)):
+        values = np.log(np.asarray(times, dtype=float))
+        if values.size == 0:
+            raise ValueError("unpaired ratio needs two non-empty samples")
+        sides.append(np.array([float(_trimmed_mean(g)) for g in _groups(values, ids)]))
+    a, b = sides
+    ratio = float(np.exp(b.mean() - a.mean()))
+    n_pairs, processes = int(min(len(a_times), len(b_times))), int(min(a.size, b.size))
+    if processes < 2 or (np.ptp(a) == 0.0 and np.ptp(b) == 0.0):
+        return PairedRatio(ratio, 0.0 if processes < 2 else ratio, math.inf if processes < 2 else ratio, n_pairs,
+                           processes)
+    interval = _scipy_stats().ttest_ind(b, a, equal_var=False).confidence_interval(CONFIDENCE)
+    return PairedRatio(ratio, float(np.exp(interval.low)), float(np.exp(interval.high)), n_pairs, processes,
+                       tuple(float(np.exp(value - a.mean())) for value in b))
+
+
 def verdict(a_label: str, b_label: str, pr: PairedRatio, noise_floor: float | None) -> Verdict:
     """Classify b against a, and say it in one plain sentence with the numbers."""
     floor = noise_floor or 0.0

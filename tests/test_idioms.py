@@ -11,7 +11,7 @@ from harness.model.spec import PRESETS
 from harness.model.synthetic import synthetic_batch
 from harness.model.variants import parse_variant, variant_arms, variant_spec
 from harness.parity.checks import check_variant
-from harness.timing.session import TimingPlan, measure
+from harness.timing.session import SpecSubject, TimingPlan, measure
 
 PENALTY, DECAY = "l2=0.0001", "l2=0.0001,l2_style=weight_decay"
 
@@ -86,7 +86,7 @@ def test_timing_records_name_the_stock_optimizer_class(backend_factory):
     tf_backend = backend_factory("tensorflow")
     _, spec = variant_spec(PRESETS["mlp"], "optimizer=adam")
     plan = _plan(("baseline", "optimizer_impl=matched"), spec=spec, rounds=2, steps=1, warmup=0)
-    records = measure(tf_backend, spec, plan, "cpu", 2)
+    records = measure(tf_backend, SpecSubject(tf_backend, spec), plan, "cpu", 2)
     assert [r.optimizer_class for r in records] == [
         "keras.src.optimizers.adam.Adam",
         "backends.tensorflow_backend._torch_epsilon_adam_class.<locals>.TorchEpsilonAdam",
@@ -117,6 +117,6 @@ def test_compiled_arms_with_zero_then_positive_weight_decay_both_compile(backend
     torch_backend = backend_factory("torch")
     plan = _plan(("l2=0,l2_style=weight_decay", "l2=0.0001,l2_style=weight_decay"), ("compiled",), rounds=2,
                       steps=1, warmup=0)
-    records = measure(torch_backend, PRESETS["mlp"], plan, "cpu", 2)
+    records = measure(torch_backend, SpecSubject(torch_backend, PRESETS["mlp"]), plan, "cpu", 2)
     assert [r.arm for r in records] == ["l2=0,l2_style=weight_decay/compiled",
                                         "l2=0.0001,l2_style=weight_decay/compiled"]

@@ -114,18 +114,32 @@ def test_parity_of_your_own_models_through_the_cli(tmp_path):
     assert (tmp_path / "p.json").exists()
 
 
+TEXT = ["--torch", "examples.text_classifier:make_torch", "--keras", "examples.text_classifier:make_keras",
+        "--input-ints", "1000"]
+
+
+@pytest.mark.parametrize("command", ["parity", "time"])
 @pytest.mark.parametrize("args, words", [
-    (["--torch", "examples.residual_cnn:make_torch"], "needs --keras, --input-shape, --classes too"),
+    (["--torch", "examples.residual_cnn:make_torch"], "need --keras, --input-shape, --classes too"),
     (["--torch", "nowhere.at_all:f", "--keras", "x:y", "--input-shape", "3", "--classes", "2"],
-     "--torch nowhere.at_all:f: no module named 'nowhere'"),
+     "--torch nowhere.at_all:f: no module named 'nowhere.at_all'"),
     (["--torch", "examples.residual_cnn", "--keras", "x:y", "--input-shape", "3", "--classes", "2"],
      "expected MODULE:FUNCTION"),
-    (["--torch", "examples.residual_cnn:nothing", "--keras", "x:y", "--input-shape", "3", "--classes", "2"],
-     "has no function 'nothing'"),
+    (["--torch", "examples.residual_cnn:nothing", "--keras", "examples.residual_cnn:make_keras", "--input-shape", "3",
+      "--classes", "2"], "has no function 'nothing'"),
     (["--torch", "a:b", "--keras", "x:y", "--input-shape", "3,0", "--classes", "2"], "--input-shape '3,0'"),
+    ([*TEXT, "--input-shape", "40", "--classes", "10", "--variant", "dropout=0"],
+     "--variant apply to the harness's spec models"),
+    ([*TEXT, "--input-shape", "64", "--classes", "10"],
+     "--keras: the model raised ValueError on a batch of shape (8, 64) of integer ids < 1000 (--input-shape 64)"),
+    ([*TEXT, "--input-shape", "40", "--classes", "4"],
+     "--torch: the model returned shape (8, 10) on a batch of shape (8, 40) of integer ids < 1000; expected "
+     "logits (8, 4) (--classes 4)"),
 ])
-def test_bad_options_for_your_own_models_are_one_line(args, words):
-    done = subprocess.run([sys.executable, "-m", "harness", "parity", *args], cwd=PROJECT_ROOT, capture_output=True,
+def test_bad_options_for_your_own_models_are_one_line(command, args, words):
+    if command == "time":  # one short worker per side: what is refused is refused before any round
+        args = [*args, "--rounds", "1", "--instances", "1", "--min-processes", "1", "--max-processes", "1"]
+    done = subprocess.run([sys.executable, "-m", "harness", command, *args], cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert words in done.stderr

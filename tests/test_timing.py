@@ -11,7 +11,7 @@ from harness.errors import HarnessInputError
 from harness.model.spec import PRESETS, model_cost
 from harness.model.variants import Arm, parse_variant, variant_arms
 from harness.timing.controls import compare_against_first
-from harness.timing.session import TimingPlan, measure
+from harness.timing.session import SpecSubject, TimingPlan, measure
 
 
 def _plan(variants, *args, spec=PRESETS["mlp"], **kwargs) -> TimingPlan:
@@ -60,10 +60,15 @@ class _FakeBackend(Backend):
         raise AssertionError("timing must not probe dropout")
 
 
+def _measure_fake(spec, plan, *args, **options):
+    backend = _FakeBackend()
+    return measure(backend, SpecSubject(backend, spec), plan, *args, **options)
+
+
 def test_arms_roles_and_pairing():
     backend = _FakeBackend()
     plan = _plan(("dropout=absent", "dropout=0"), ("eager",), rounds=6, steps=2, warmup=1, aa=True, inject=0.05)
-    records = measure(backend, PRESETS["mlp"], plan, "cpu", 2)
+    records = measure(backend, SpecSubject(backend, PRESETS["mlp"]), plan, "cpu", 2)
     assert [r.arm for r in records] == ["dropout=absent/eager", "dropout=0/eager",
                                         "dropout=absent/eager (A/A copy)", "dropout=absent/eager (+5% injected)"]
     assert [r.role for r in records] == ["arm", "arm", "aa", "injected"]
@@ -77,7 +82,7 @@ def test_every_round_runs_every_arm_once_in_a_varying_order():
     backend = _FakeBackend()
     variants = ("dropout=absent", "dropout=0", "bn=before", "bn=after")
     plan = _plan(variants, rounds=20, steps=1, warmup=0)
-    measure(backend, PRESETS["mlp"], plan, "cpu", 2)
+    measure(backend, SpecSubject(backend, PRESETS["mlp"]), plan, "cpu", 2)
     timed = backend.log[-80:]  # 20 rounds x 4 arms x 1 step, after the first calls and calibration
     rounds = [timed[i:i + 4] for i in range(0, 80, 4)]
     assert all(len(set(r)) == 4 for r in rounds)
@@ -87,7 +92,7 @@ def test_every_round_runs_every_arm_once_in_a_varying_order():
 
 def test_comparisons_use_the_aa_floor_and_name_the_controls():
     plan = _plan(("baseline", "dropout=0"), rounds=5, steps=1, warmup=0, aa=True, inject=0.05)
-    records = measure(_FakeBackend(), PRESETS["mlp"], plan, "cpu", 2)
+    records = _measure_fake(PRESETS["mlp"], plan, "cpu", 2)
     comparisons = compare_against_first(records)
     assert [c.question for c in comparisons] == ["", "aa_control", "injected_control"]
     assert [c.a for c in comparisons] == ["baseline/eager"] * 3  # controls against their base
@@ -97,7 +102,7 @@ def test_comparisons_use_the_aa_floor_and_name_the_controls():
 def test_each_mode_gets_its_own_controls():
     plan = _plan(("baseline", "dropout=0"), ("eager", "compiled"), rounds=4, steps=1, warmup=0, aa=True,
                       inject=0.05)
-    records = measure(_FakeBackend(), PRESETS["mlp"], plan, "cpu", 2)
+    records = _measure_fake(PRESETS["mlp"], plan, "cpu", 2)
     controls = [(r.arm, r.role) for r in records if r.role != "arm"]
     assert controls == [("baseline/eager (A/A copy)", "aa"), ("baseline/eager (+5% injected)", "injected"),
                         ("baseline/compiled (A/A copy)", "aa"), ("baseline/compiled (+5% injected)", "injected")]
@@ -108,9 +113,9 @@ def test_each_mode_gets_its_own_controls():
 def test_reference_loop_needs_the_mlp_baseline():
     plan = _plan(("dropout=0",), reference_loop=True)
     with pytest.raises(HarnessInputError, match="reference-loop"):
-        measure(_FakeBackend(), PRESETS["mlp"], plan, "cpu", 2)
+        _measure_fake(PRESETS["mlp"], plan, "cpu", 2)
     with pytest.raises(HarnessInputError, match="reference-loop"):
-        measure(_FakeBackend(), PRESETS["cnn"], _plan(("baseline",), reference_loop=True), "cpu", 2)
+        _measure_fake(PRESETS["cnn"], _plan(("baseline",), reference_loop=True), "cpu", 2)
 
 
 def test_model_cost_of_the_mlp_by_hand():
@@ -154,7 +159,7 @@ def test_instances_are_built_per_arm_in_an_interleaved_order():
     orders = []
     for seed in range(5):
         backend = _CountingBackend()
-        measure(backend, PRESETS["mlp"], _three_instances(rounds=3), "cpu", 2, seed=seed)
+        measure(backend, SpecSubject(backend, PRESETS["mlp"]), _three_instances(rounds=3), "cpu", 2, seed=seed)
         assert sorted(backend.builds) == ["mlp[dropout=0]/eager"] * 3 + ["mlp[dropout=absent]/eager"] * 3
         orders.append(tuple(backend.builds))
     arm_by_arm = {tuple(["mlp[dropout=absent]/eager"] * 3 + ["mlp[dropout=0]/eager"] * 3),
@@ -166,7 +171,7 @@ def test_instances_are_built_per_arm_in_an_interleaved_order():
 def test_each_round_runs_one_instance_chosen_at_random():
     backend = _CountingBackend()
     rounds, steps = 30, 2
-    records = measure(backend, PRESETS["mlp"], _three_instances(rounds, steps), "cpu", 2)
+    records = measure(backend, SpecSubject(backend, PRESETS["mlp"]), _three_instances(rounds, steps), "cpu", 2)
     timed = backend.log[-rounds * len(TWO_ARMS) * steps:]
     runs = [timed[i:i + steps] for i in range(0, len(timed), steps)]  # one arm's steps in one round
     assert all(len(set(run)) == 1 for run in runs), "a round mixed instances"
@@ -181,7 +186,7 @@ def test_each_round_runs_one_instance_chosen_at_random():
 
 @pytest.mark.parametrize("rounds", [1, 7])
 def test_rounds_process_session_and_instances_are_recorded(rounds):
-    records = measure(_FakeBackend(), PRESETS["mlp"], _three_instances(rounds), "cpu", 2, process=4, session="abc")
+    records = _measure_fake(PRESETS["mlp"], _three_instances(rounds), "cpu", 2, process=4, session="abc")
     for record in records:
         assert record.rounds == rounds and len(record.times_s) == rounds
         assert record.processes == 1 and record.process_of_round == (4,) * rounds
@@ -195,11 +200,11 @@ def test_rounds_process_session_and_instances_are_recorded(rounds):
 def test_a_variant_given_twice_is_refused(variants, named):
     backend = _CountingBackend()
     with pytest.raises(HarnessInputError, match=f"{re.escape(named)} given twice"):
-        measure(backend, PRESETS["mlp"], _plan(variants, rounds=2, steps=1, warmup=0), "cpu", 2)
+        measure(backend, SpecSubject(backend, PRESETS["mlp"]), _plan(variants, rounds=2, steps=1, warmup=0), "cpu", 2)
     assert backend.builds == []  # refused before anything is built
 
 
 def test_a_named_spec_given_twice_is_refused():
     named = (Arm("k", PRESETS["mlp"]), Arm("k", PRESETS["mlp"]))
     with pytest.raises(HarnessInputError, match="k/eager given twice"):
-        measure(_FakeBackend(), PRESETS["mlp"], TimingPlan(named, rounds=2), "cpu", 2)
+        _measure_fake(PRESETS["mlp"], TimingPlan(named, rounds=2), "cpu", 2)

@@ -30,6 +30,21 @@ def add_model_args(parser, default_all: bool = False) -> None:
     group.add_argument("--spec", metavar="FILE", help="a JSON or TOML model spec file (README: Model spec)")
 
 
+def add_pair_args(parser) -> None:
+    """Your own models: a torch factory, its Keras port's, and the data the harness feeds them
+    (harness/ported/pair.py; checked by harness.cli.options.pair_source)."""
+    own = parser.add_argument_group("your own models (instead of --model/--spec; README: Your own models)")
+    own.add_argument("--torch", metavar="MODULE:FUNCTION", help="a function returning your torch.nn.Module")
+    own.add_argument("--keras", metavar="MODULE:FUNCTION", help="a function returning its Keras port (functional)")
+    own.add_argument("--input-shape", metavar="DIMS", help="one example's shape in torch's layout, e.g. 3,32,32 "
+                                                           "(Keras gets float inputs channels-last)")
+    own.add_argument("--input-ints", type=bounded_int(2, 10**9), metavar="V",
+                     help="inputs are integer ids in [0, V) (e.g. tokens) instead of normal floats")
+    own.add_argument("--classes", type=bounded_int(2, 10**6), metavar="N", help="the number of logits")
+    own.add_argument("--batch", type=bounded_int(2, 4096), default=8, metavar="N", help="batch size (default: 8)")
+    own.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, metavar="S", help="(default: 0)")
+
+
 def add_threads(parser, per_node: bool = False) -> None:
     """--threads; `per_node`: a command whose cases may run on a Ray cluster leaves it unset
     (None) by default, so that each case takes the cores of the node it lands on."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from harness.errors import HarnessInputError
 from harness.model.resources import check_fits
 from harness.model.variants import BASELINE
+from harness.ported.pair import PairSource, parse_shape
 from harness.results.environment import available_cores
 
 AVAILABLE_CORES = available_cores() or 1
@@ -140,3 +141,23 @@ def check_memory(source: str, arms, models: float) -> None:
 def say(message: str) -> None:
     """A progress or note line for the user, on stderr (stdout carries the results)."""
     print(message, file=sys.stderr, flush=True)
+
+
+def pair_source(args, spec_options: dict[str, object]) -> PairSource:
+    """The user's model pair of `--torch/--keras` (add_pair_args), every option checked, the
+    factories found but not imported (importing them imports both frameworks): refused when a
+    required option is missing or one of `spec_options` (the spec models' own: {option: value})
+    is given too."""
+    given = {"--torch": args.torch, "--keras": args.keras, "--input-shape": args.input_shape,
+             "--classes": args.classes}
+    missing = [option for option, value in given.items() if value is None]
+    if missing:
+        raise HarnessInputError(f"your own models need {', '.join(missing)} too (with --torch and --keras)")
+    clashing = [option for option, value in spec_options.items() if value]
+    if clashing:
+        raise HarnessInputError(f"--torch/--keras time and compare your own models: {', '.join(clashing)} "
+                                "apply to the harness's spec models")
+    source = PairSource(args.torch, args.keras, parse_shape(args.input_shape), args.classes,
+                        input_ints=args.input_ints, batch=args.batch, seed=args.seed)
+    source.check()
+    return source

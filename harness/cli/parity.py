@@ -5,16 +5,15 @@ graphs), as opposed to the timing commands, which measure in worker processes.""
 from __future__ import annotations
 
 from backends import REFERENCE, create_backend, parity_partners
-from harness.cli.arguments import add_model_args, add_threads, choices, epilog, subcommand
-from harness.cli.options import bounded_int, check_memory, check_output_file, note_unchanged, say, write_json
+from harness.cli.arguments import add_model_args, add_pair_args, add_threads, choices, epilog, subcommand
+from harness.cli.options import check_memory, check_output_file, note_unchanged, pair_source, say, write_json
 from harness.cli.time import spec_source
-from harness.errors import BackendUnavailable, HarnessInputError
+from harness.errors import BackendUnavailable
 from harness.model.spec import PRESETS, resolve_spec
 from harness.model.synthetic import synthetic_batch
 from harness.model.variants import parse_variants, variant_arms
 from harness.parity.checks import check_variant
 from harness.ported.api import check_ported
-from harness.ported.pair import ModelPair, load_factory, parse_shape
 from harness.results.records import InspectRecord
 from harness.suite.suites import SUITES
 
@@ -63,19 +62,10 @@ def _print_records(records) -> None:
 
 def _parity_of_pair(args) -> int:
     """parity --torch MODULE:FUNCTION --keras MODULE:FUNCTION: a user's own model and its port."""
-    given = {"--torch": args.torch, "--keras": args.keras, "--input-shape": args.input_shape,
-             "--classes": args.classes}
-    missing = [option for option, value in given.items() if value is None]
-    if missing:
-        raise HarnessInputError(f"parity of your own models needs {', '.join(missing)} too (with --torch and --keras)")
-    if args.model or args.spec or args.variant or args.against:
-        raise HarnessInputError("--torch/--keras compare your own models: --model, --spec, --variant and --against "
-                                "apply to the harness's spec models")
+    source = pair_source(args, {"--model": args.model, "--spec": args.spec, "--variant": args.variant,
+                                "--against": args.against})
     check_output_file(args.json, "--json")
-    shape = parse_shape(args.input_shape)
-    pair = ModelPair(args.torch.rpartition(":")[0] or args.torch, load_factory(args.torch, "--torch"),
-                     load_factory(args.keras, "--keras"), shape, args.classes, input_ints=args.input_ints,
-                     batch=args.batch, seed=args.seed)
+    pair = source.load()
     result = check_ported(pair, progress=lambda m: say(f"parity {pair.name}: {m}"))
     _print_records(result.records)
     print(result.summary())
@@ -120,16 +110,7 @@ def add_parsers(sub) -> None:
                    help="repeatable (default: every value of every variant axis, 12 variants)")
     p.add_argument("--json", metavar="FILE", help="write one record per check (default: none)")
     add_threads(p)
-    own = p.add_argument_group("your own models (instead of --model/--spec)")
-    own.add_argument("--torch", metavar="MODULE:FUNCTION", help="a function returning your torch.nn.Module")
-    own.add_argument("--keras", metavar="MODULE:FUNCTION", help="a function returning its Keras port (functional)")
-    own.add_argument("--input-shape", metavar="DIMS", help="one example's shape in torch's layout, e.g. 3,32,32 "
-                                                           "(Keras gets float inputs channels-last)")
-    own.add_argument("--input-ints", type=bounded_int(2, 10**9), metavar="V",
-                     help="inputs are integer ids in [0, V) (e.g. tokens) instead of normal floats")
-    own.add_argument("--classes", type=bounded_int(2, 10**6), metavar="N", help="the number of logits")
-    own.add_argument("--batch", type=bounded_int(2, 4096), default=8, metavar="N", help="batch size (default: 8)")
-    own.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, metavar="S", help="(default: 0)")
+    add_pair_args(p)
 
     p = subcommand(sub, "inspect", cmd_inspect, help="count the graph nodes one training step executes",
                    description="torch: autograd nodes of one step, the torch.compile (dynamo) graph and the AOT "

@@ -8,15 +8,31 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from backends import backend_class, backend_names
-from harness.cli.arguments import add_model_args, add_threads, choices, epilog, subcommand
-from harness.cli.options import bounded_float, bounded_int, check_output_file, note_unchanged, say, write_json
+from backends import REFERENCE, backend_class, backend_names, parity_partners
+from harness.cli.arguments import add_model_args, add_pair_args, add_threads, choices, epilog, subcommand
+from harness.cli.options import (
+    bounded_float,
+    bounded_int,
+    check_output_file,
+    note_unchanged,
+    pair_source,
+    say,
+    write_json,
+)
 from harness.errors import HarnessInputError
 from harness.model.resources import check_fits
 from harness.model.spec import resolve_spec
-from harness.model.variants import parse_variants, variant_arms
+from harness.model.variants import Arm, parse_variants, variant_arms
+from harness.ported.pair import PairSource
+from harness.ported.timing import OPTIMIZERS, side_label
 from harness.stats import MIN_PROCESSES
-from harness.timing.controls import AA_CONTROL, compare_against_first, widest_half_width
+from harness.timing.controls import (
+    AA_CONTROL,
+    compare_against_first,
+    framework_comparisons,
+    step_time_half_width,
+    widest_half_width,
+)
 from harness.timing.replication import run_replicated
 from harness.timing.replication_plan import DEFAULT_MIN_PROCESSES, ReplicationPlan
 from harness.timing.request import TimingRequest
@@ -31,20 +47,24 @@ def spec_source(args) -> str:
 
 
 def timing_request(args, modes: tuple[str, ...], variants: Sequence[str] = (), per_call_s: float | None = None,
-                   **plan) -> TimingRequest:
+                   pair: PairSource | None = None, backend: str | None = None, **plan) -> TimingRequest:
     """The request of a timing command, every option checked before anything runs: the output
     path and process counts first, then the backend class (looked up once) with its modes and
     device, the spec (read once), and each of `variants` parsed and applied once into the plan's
     arms. `plan` sets TimingPlan fields beyond the replication options. `per_call_s`: the target
-    half-width of a per-call cost, in seconds (else --precision, a fraction)."""
+    half-width of a per-call cost, in seconds (else --precision, a fraction). With `pair` (a
+    user's models) `backend` names the framework that times its side, and there is no spec."""
     check_output_file(args.json, "--json")
     min_processes = _min_processes(args)
-    cls = backend_class(args.backend)
+    cls = backend_class(backend or args.backend)
     for mode in modes:
         cls.check_mode(mode)
     cls.check_device(args.device)
-    spec = resolve_spec(args.model, args.spec)
-    arms = variant_arms(spec, parse_variants(variants)) if variants else ()
+    if pair:
+        spec, arms = None, (Arm(side_label(cls.name), None),)
+    else:
+        spec = resolve_spec(args.model, args.spec)
+        arms = variant_arms(spec, parse_variants(variants)) if variants else ()
     replication = ReplicationPlan(precision=args.precision if per_call_s is None else per_call_s,
                                   budget_s=args.budget if args.budget is not None else cls.TIMING_BUDGET_S,
                                   min_processes=min_processes, max_processes=args.max_processes,
@@ -52,10 +72,10 @@ def timing_request(args, modes: tuple[str, ...], variants: Sequence[str] = (), p
     timing_plan = TimingPlan(arms=arms, modes=modes, process_s=args.process_seconds, rounds=args.rounds,
                              steps=args.steps, warmup=args.warmup, round_s=args.round_seconds,
                              instances=args.instances, **plan)
-    for arm in arms:  # refused before anything is built: every model a process holds must fit
+    for arm in arms if spec else ():  # refused before anything is built: every model a process holds must fit
         check_fits(arm.spec, f"{spec_source(args)} [{arm.label}]", models=timing_plan.models_held())
     return TimingRequest(backend=cls, device=args.device, threads=args.threads, spec=spec, plan=timing_plan,
-                         replication=replication)
+                         replication=replication, pair=pair, optimizer=getattr(args, "optimizer", "sgd"))
 
 
 def _min_processes(args) -> int:
@@ -80,18 +100,55 @@ def _note_idioms(request: TimingRequest) -> None:
 
 def cmd_time(args) -> int:
     modes = tuple(dict.fromkeys(args.mode or ["eager"]))
+    if args.torch or args.keras:
+        return _time_pair(args, modes)
+    if not args.backend or not args.variant:
+        raise HarnessInputError("time needs --backend and at least one --variant (or your own models: --torch, "
+                                "--keras, --input-shape, --classes)")
     request = timing_request(args, modes, args.variant, aa=args.aa, inject=args.inject_slowdown,
                              reference_loop=args.reference_loop)
-    plan, spec = request.plan, request.spec
-    note_unchanged(spec, plan.arms)
+    note_unchanged(request.spec, request.plan.arms)
     _note_idioms(request)
-
     found = run_replicated(request, widest_half_width, progress=lambda m: say(f"time: {m}"))
     say(f"stopped: {found.summary()}")
+    comparisons = compare_against_first(found.records) if len(found.records) > 1 else []
+    _print_session(request, found, comparisons, args.precision)
+    write_json(args.json, [*found.records, *comparisons])
+    return 0
+
+
+def _time_pair(args, modes: tuple[str, ...]) -> int:
+    """time --torch M:F --keras M:F: each framework's side of a user's pair timed in its own
+    worker processes (its modes interleaved and paired, as for spec arms), then each mode's
+    Keras step against torch's: unpaired, so its CI is over the two sides' processes."""
+    pair = pair_source(args, {"--model": args.model, "--spec": args.spec, "--variant": args.variant,
+                              "--reference-loop": args.reference_loop})
+    names = [args.backend] if args.backend else [REFERENCE, *parity_partners()]
+    requests = [timing_request(args, modes, pair=pair, backend=name, aa=args.aa, inject=args.inject_slowdown)
+                for name in names]  # every option checked before the first worker starts
+    records, comparisons = [], []
+    for request in requests:
+        side = f"{request.backend.name} ({request.plan.arms[0].label})"
+        found = run_replicated(request, step_time_half_width,
+                               progress=lambda m, side=side: say(f"time {side}: {m}"))
+        say(f"stopped: {found.summary()}")
+        session = compare_against_first(found.records) if len(found.records) > 1 else []
+        _print_session(request, found, session, args.precision)
+        records += found.records
+        comparisons += session
+    across = framework_comparisons([r for r in records if r.role == "arm"])
+    for comparison in across:
+        print(f"{comparison.sentence} [unpaired: each framework timed in its own processes, the CI is over them]")
+    write_json(args.json, [*records, *comparisons, *across])
+    return 0
+
+
+def _print_session(request: TimingRequest, found, comparisons, precision: float) -> None:
+    """One backend's records and comparisons, with the warnings a reader needs."""
     records = found.records
-    comparisons = compare_against_first(records) if len(records) > 1 else []
     settings = ", ".join(f"{key} {value}" for key, value in records[0].settings.items())
-    print(f"{request.backend.name} {spec.name} on {request.device}, {request.threads} threads; settings: {settings}")
+    print(f"{request.backend.name} {records[0].model} on {request.device}, {request.threads} threads; "
+          f"settings: {settings}")
     print(f"{'arm':44} {'median ms':>10} {'IQR ms':>8} {'processes x rounds':>18} {'setup s':>8}")
     for r in records:
         print(f"{r.arm:44} {r.median_s * 1e3:10.3f} {r.iqr_s * 1e3:8.3f} "
@@ -104,11 +161,9 @@ def cmd_time(args) -> int:
         if c.question == AA_CONTROL and c.noise_floor is not None and c.noise_floor > NOISY_FLOOR:
             print(f"warning: this session was noisy ({c.mode}: A/A noise floor ±{c.noise_floor:.0%}); an effect "
                   "smaller than that cannot be told from noise here. Rerun on a quieter machine.")
-    if comparisons and found.reached > args.precision:
-        print(f"warning: the target precision ±{args.precision:.1%} was not reached (±{found.reached:.1%}: "
+    if comparisons and found.reached > precision:
+        print(f"warning: the target precision ±{precision:.1%} was not reached (±{found.reached:.1%}: "
               f"{found.stop_reason}); a larger --budget narrows the CIs.")
-    write_json(args.json, [*records, *comparisons])
-    return 0
 
 
 def add_replication_args(parser, precision_help: str = "target 95%% CI half-width of every comparison, as a "
@@ -148,11 +203,13 @@ def add_replication_args(parser, precision_help: str = "target 95%% CI half-widt
 
 
 def timing_subcommand(sub, name: str, func, *, help: str, description: str, examples: Sequence[str],
-                      variants: bool = True) -> argparse.ArgumentParser:
+                      variants: bool = True, required_backend: bool = True) -> argparse.ArgumentParser:
     """A timing command's parser with what every timing command takes: the model and --backend."""
     p = subcommand(sub, name, func, help=help, description=description, **epilog(*examples, variants=variants))
     add_model_args(p)
-    p.add_argument("--backend", required=True, choices=backend_names(), help="the framework to time (required)")
+    p.add_argument("--backend", required=required_backend, choices=backend_names(),
+                   help="the framework to time " + ("(required)" if required_backend else
+                                                    "(required; with --torch/--keras: default every one)"))
     return p
 
 
@@ -163,12 +220,17 @@ def add_parser(sub) -> None:
         description="Time one training step (forward, loss, backward, update) of each variant. With two or more arms "
                     "they are measured interleaved (every round runs every arm, in a new random order), replicated "
                     "in worker processes, and compared with the first: the ratio with its 95% CI over processes, the "
-                    "per-process spread and a verdict.",
+                    "per-process spread and a verdict. With --torch/--keras: your own model and its Keras port, each "
+                    "framework in its own processes, its modes compared as arms, and Keras against torch per mode.",
         examples=("time --backend torch --variant dropout=absent --variant dropout=0 --aa",
                   "time --backend tensorflow --model cnn --variant baseline --mode eager --mode compiled",
-                  "time --backend torch --variant baseline --reference-loop --json t.json"))
-    p.add_argument("--variant", action="append", required=True, metavar="V",
-                   help="repeatable (at least one); the first is the baseline A the others are compared with")
+                  "time --backend torch --variant baseline --reference-loop --json t.json",
+                  "time --torch examples.residual_cnn:make_torch --keras examples.residual_cnn:make_keras "
+                  "--input-shape 3,32,32 --classes 10 --mode eager --mode compiled"),
+        required_backend=False)
+    p.add_argument("--variant", action="append", metavar="V",
+                   help="repeatable (at least one, unless --torch/--keras); the first is the baseline A the others "
+                        "are compared with")
     p.add_argument("--mode", action="append", choices=modes, help="repeatable (default: eager)")
     p.add_argument("--device", default="cpu", choices=devices, help="(default: cpu)")
     add_threads(p)
@@ -181,3 +243,7 @@ def add_parser(sub) -> None:
                    help="add a hand-written training loop (mlp preset, eager) to measure the harness's own overhead")
     p.add_argument("--json", metavar="FILE", help="write timing and comparison records, each comparison with its "
                                                   "verdict and sentence under 'derived' (default: none)")
+    add_pair_args(p)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
+                   help="with --torch/--keras: SGD (lr 0.01, momentum 0.9) or Adam (lr 1e-3) on both sides "
+                        "(default: sgd)")

@@ -229,10 +229,11 @@ def parse_variants(texts: Sequence[str], option: str = "--variant", merge: bool 
 @dataclass(frozen=True)
 class Arm:
     """What one arm times, before a mode is chosen: a variant of the spec, applied once by the
-    parent (`variant_arms`), or any other spec (a model with k copies of a layer: percall)."""
+    parent (`variant_arms`), any other spec (a model with k copies of a layer: percall), or no
+    spec (a user's own model: harness/ported/timing.py builds it)."""
 
-    label: str  # the variant's label, or the named spec's
-    spec: ModelSpec
+    label: str  # the variant's label, the named spec's, or the user's factory
+    spec: ModelSpec | None
 
 
 def variant_arms(spec: ModelSpec, variants: Sequence[Variant]) -> tuple[Arm, ...]:

@@ -45,11 +45,13 @@ class _Models:
         with torch.random.fork_rng():  # seeded weights, without touching the caller's generator
             torch.manual_seed(pair.seed)
             users = pair.build("--torch", pair.make_torch)
+            pair.check_accepts("--torch", users)
         # Copies: the user's models are never changed (a test suite may go on using them). The
         # Keras model's own initial weights do not matter: torch's are copied into it.
         self.t32 = copy.deepcopy(users).float()
         self.t64 = copy.deepcopy(self.t32).double()
         users = pair.build("--keras", pair.make_keras)
+        pair.check_accepts("--keras", users)
         self.k32, self.k64 = (_clone_as(keras, users, dtype) for dtype in ("float32", "float64"))
         x = pair.batches(1)[0][0]
         self.pairs32 = mapping.pair_layers(trace.torch_call_order(torch, self.t32, self.torch_input(x, self.t32)),

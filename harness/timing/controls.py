@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from harness import stats
 from harness.results.records import ComparisonRecord, TimingRecord
 
@@ -23,6 +25,8 @@ AA_CONTROL = "aa_control"
 INJECTED_CONTROL = "injected_control"
 CONTROLS = (AA_CONTROL, INJECTED_CONTROL)
 CONTROL_QUESTIONS = {"aa": AA_CONTROL, "injected": INJECTED_CONTROL}
+# The question of a comparison of two frameworks' sides of a user's model pair (unpaired).
+FRAMEWORK = "framework"
 # The arm of a hand-written training loop (Backend.reference_step), compared with the harness's own.
 REFERENCE_LOOP = "hand-written loop"
 AA_SUFFIX = " (A/A copy)"
@@ -89,8 +93,36 @@ def _pair(other: TimingRecord, records: list[TimingRecord]) -> tuple[TimingRecor
     return records[0], other, ""
 
 
+def framework_comparisons(records: list[TimingRecord]) -> list[ComparisonRecord]:
+    """Per mode, every other backend's arm against the first backend's (records in backend order,
+    one arm per backend and mode, labelled with its framework: a user's model pair,
+    harness/ported/timing.py; the record's `backend` is the first one's). Each backend
+    ran in its own processes, so nothing is paired: stats.unpaired_across_processes, and no A/A
+    floor applies (the sentence says "no A/A control")."""
+    found = []
+    for mode in dict.fromkeys(r.mode for r in records):
+        a, *others = [r for r in records if r.mode == mode]
+        for b in others:
+            pr = stats.unpaired_across_processes(a.times_s, a.process_of_round, b.times_s, b.process_of_round)
+            found.append(ComparisonRecord(
+                backend=a.backend, model=a.model, device=a.device, mode=mode, threads=a.threads,
+                a=a.arm, b=b.arm, ratio=pr.ratio, ci_low=pr.ci_low,
+                ci_high=pr.ci_high, noise_floor=None, session=f"{a.session}/{b.session}", question=FRAMEWORK,
+                n_pairs=pr.n_pairs, processes=pr.processes, process_ratios=pr.process_ratios))
+    return found
+
+
 def widest_half_width(records: list[TimingRecord]) -> float:
     """The precision a session of arms has reached: the widest CI half-width (about its estimate)
     of its comparisons (each arm against the first, each control against its base); 0 for a
     single arm."""
     return max(c.paired.ci_half_width for c in compare_against_first(records)) if len(records) > 1 else 0.0
+
+
+def step_time_half_width(records: list[TimingRecord]) -> float:
+    """The precision of a session whose arms are compared with another framework's (a user's
+    pair): the widest of its own comparisons' half-widths and of each arm's mean log step time
+    over processes (a fraction). An unpaired ratio of two sides at precision p each is known to
+    about p * sqrt(2)."""
+    own = [stats.across_processes(np.log(r.times_s), r.process_of_round) for r in records if r.role == "arm"]
+    return max([widest_half_width(records), *(max(e.ci_high - e.value, e.value - e.ci_low) for e in own)])

@@ -1,7 +1,8 @@
 """The timing request: what `time`, `percall` and `calibrate` were asked to measure, parsed once.
 
 The command line (harness/cli/) builds one from its arguments: the backend's class looked up
-once, the spec read once, each variant parsed and applied once (the plan's arms). Everything below
+once, the spec read once, each variant parsed and applied once (the plan's arms); or, for a
+user's own model pair, the pair's import paths (loaded in the worker, which imports one framework). Everything below
 the CLI takes the request; a worker process receives its serialized form (`worker_job`).
 """
 
@@ -13,6 +14,7 @@ from backends.base import Backend
 from harness.errors import HarnessInputError
 from harness.model.layers import BusyWait
 from harness.model.spec import ModelSpec
+from harness.ported.pair import PairSource
 from harness.timing.replication_plan import ReplicationPlan
 from harness.timing.session import TimingPlan
 
@@ -22,9 +24,11 @@ class TimingRequest:
     backend: type[Backend]
     device: str
     threads: int
-    spec: ModelSpec
+    spec: ModelSpec | None  # None: a user's model pair is timed (`pair`)
     plan: TimingPlan
     replication: ReplicationPlan
+    pair: PairSource | None = None  # harness/ported/timing.py; the side the backend runs
+    optimizer: str = "sgd"  # a pair's optimizer (a spec names its own)
 
     def with_plan(self, **changes) -> TimingRequest:
         return replace(self, plan=replace(self.plan, **changes))
@@ -32,7 +36,8 @@ class TimingRequest:
     def worker_job(self, plan: TimingPlan, process: int, seed: int, session: str) -> dict:
         """One worker process's job (harness/timing/worker.py): this request with `plan`."""
         return {"backend": self.backend.name, "device": self.device, "threads": self.threads,
-                "spec": self.spec.to_dict(), "plan": plan.to_job(), "process": process, "seed": seed,
+                "spec": self.spec and self.spec.to_dict(), "pair": self.pair and self.pair.to_job(),
+                "optimizer": self.optimizer, "plan": plan.to_job(), "process": process, "seed": seed,
                 "session": session}
 
     def check_spin_fits(self) -> None:
@@ -40,7 +45,8 @@ class TimingRequest:
         before anything runs): every process builds `instances` models of each arm and runs each
         `warmup` steps, and at least `min_processes` processes run."""
         arms = self.plan.arms or ()
-        spin_s = sum(layer.microseconds for arm in arms for layer in arm.spec.layers if isinstance(layer, BusyWait))
+        spin_s = sum(layer.microseconds for arm in arms for layer in (arm.spec.layers if arm.spec else ())
+                     if isinstance(layer, BusyWait))
         floor_s = spin_s * 1e-6 * self.plan.instances * self.plan.warmup * self.replication.min_processes
         if floor_s > self.replication.budget_s:
             raise HarnessInputError(

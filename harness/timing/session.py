@@ -33,6 +33,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -83,11 +84,11 @@ class TimingPlan:
     def to_job(self) -> dict:
         """The plan as a worker's job holds it (JSON; the arms' specs as spec dicts)."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {**fields, "arms": [{"label": arm.label, "spec": arm.spec.to_dict()} for arm in self.arms]}
+        return {**fields, "arms": [{"label": arm.label, "spec": arm.spec and arm.spec.to_dict()} for arm in self.arms]}
 
     @classmethod
     def from_job(cls, data: dict) -> TimingPlan:
-        arms = tuple(Arm(arm["label"], parse_spec(arm["spec"], f"the job's arm {arm['label']!r}"))
+        arms = tuple(Arm(arm["label"], arm["spec"] and parse_spec(arm["spec"], f"the job's arm {arm['label']!r}"))
                      for arm in data["arms"])
         return cls(**{**data, "arms": arms, "modes": tuple(data["modes"])})
 
@@ -100,13 +101,13 @@ class _Arm:
     label: str
     variant: str
     mode: str
-    spec: ModelSpec
+    spec: ModelSpec | None  # None: the subject's own model (a user's pair)
     role: str = "arm"  # "arm", "aa", "injected" or "reference" (the hand-written loop)
     inject: float = 0.0
     base: str = ""  # for controls: the label of the arm they copy
 
 
-def _arms(spec: ModelSpec, plan: TimingPlan) -> list[_Arm]:
+def _arms(spec: ModelSpec | None, plan: TimingPlan) -> list[_Arm]:
     arms = []
     for mode in plan.modes:
         arms += [_Arm(f"{arm.label}/{mode}", arm.label, mode, arm.spec) for arm in plan.arms]
@@ -146,7 +147,46 @@ def _with_delay(step: Callable[[], None], delay: Callable[[], float]) -> Callabl
     return delayed
 
 
-def _build_instances(backend: Backend, arms: list[_Arm], plan: TimingPlan, x, y, rng, progress):
+class Subject(Protocol):
+    """What is timed: a model built per arm and mode, the batch it trains on, and its cost. A
+    spec's models (SpecSubject) or one framework's side of a user's model pair
+    (harness/ported/timing.py)."""
+
+    name: str
+    spec: ModelSpec | None  # None: not built from a spec
+
+    def batch(self) -> tuple:
+        """(inputs, labels) in the backend's layout."""
+
+    def build(self, arm: _Arm):
+        """A model of `arm` in arm.mode with timed_step(x, y) and optimizer_class (backends.base.Model's)."""
+
+    def cost(self, arm: _Arm) -> tuple[int, int]:
+        """(parameters, FLOPs per training step; 0 where not known)."""
+
+
+@dataclass(frozen=True)
+class SpecSubject:
+    """The arms of a spec, built by the backend."""
+
+    backend: Backend
+    spec: ModelSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def batch(self) -> tuple:
+        return synthetic_batch(self.spec, seed=self.spec.seed)
+
+    def build(self, arm: _Arm):
+        return self.backend.build(arm.spec, arm.mode)
+
+    def cost(self, arm: _Arm) -> tuple[int, int]:
+        return model_cost(arm.spec)
+
+
+def _build_instances(backend: Backend, subject: Subject, arms: list[_Arm], plan: TimingPlan, x, y, rng, progress):
     """Every arm's instances, built in a random order; each one's first (compiling) step is setup
     time, then `plan.warmup` steps. Returns {label: [step, ...]}, setup and warm-up seconds, and
     the optimizer each arm trains with."""
@@ -160,7 +200,7 @@ def _build_instances(backend: Backend, arms: list[_Arm], plan: TimingPlan, x, y,
         if arm.role == "reference":
             step = backend.reference_step(x, y)
         else:
-            model = backend.build(arm.spec, arm.mode)
+            model = subject.build(arm)
             optimizers[arm.label] = model.optimizer_class
             step = model.timed_step(x, y)
         step()  # the first call compiles/traces: setup, not step time
@@ -173,16 +213,16 @@ def _build_instances(backend: Backend, arms: list[_Arm], plan: TimingPlan, x, y,
     return steps_fn, setup, warm, optimizers
 
 
-def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, threads: int,
+def measure(backend: Backend, subject: Subject, plan: TimingPlan, device: str, threads: int,
             progress: Callable[[str], None] = lambda message: None, process: int = 0, seed: int = ORDER_SEED,
             session: str = "") -> list[TimingRecord]:
     """Build, warm up and time every arm interleaved; one TimingRecord per arm. `process` numbers
     this process within its comparison, `seed` drives its build order, arm order and instance
     choice (give each process its own), `session` names the comparison (default: a new id)."""
-    arms = _arms(spec, plan)
+    arms = _arms(subject.spec, plan)
     rng = np.random.default_rng(seed)
-    x, y = synthetic_batch(spec, seed=spec.seed)
-    steps_fn, setup, warm, optimizers = _build_instances(backend, arms, plan, x, y, rng, progress)
+    x, y = subject.batch()
+    steps_fn, setup, warm, optimizers = _build_instances(backend, subject, arms, plan, x, y, rng, progress)
     steps, latest = _steps_per_round(arms, steps_fn, plan)
     times = _interleaved_rounds(arms, steps_fn, steps, latest, plan, rng, progress)
     session = session or uuid.uuid4().hex[:12]
@@ -190,9 +230,9 @@ def measure(backend: Backend, spec: ModelSpec, plan: TimingPlan, device: str, th
     records = []
     for arm in arms:
         summary = stats.summarize(times[arm.label])
-        params, flops = model_cost(arm.spec)
+        params, flops = subject.cost(arm)
         records.append(TimingRecord(
-            backend=backend.name, model=spec.name, variant=arm.variant, arm=arm.label, device=device, mode=arm.mode,
+            backend=backend.name, model=subject.name, variant=arm.variant, arm=arm.label, device=device, mode=arm.mode,
             threads=threads, median_s=summary.median, iqr_s=summary.iqr, rounds=summary.n,
             steps_per_round=steps[arm.label], setup_s=setup[arm.label], warmup_s=warm[arm.label], params=params,
             flops_per_step=flops, session=session, role=arm.role, injected_slowdown=arm.inject,
