@@ -128,7 +128,7 @@ def _time_pair(args, modes: tuple[str, ...]) -> int:
                 for name in names]  # every option checked before the first worker starts
     records, comparisons = [], []
     for request in requests:
-        side = f"{request.backend.name} ({request.plan.arms[0].label})"
+        side = request.plan.arms[0].label  # "torch", "keras on tensorflow"
         found = run_replicated(request, step_time_half_width,
                                progress=lambda m, side=side: say(f"time {side}: {m}"))
         say(f"stopped: {found.summary()}")
