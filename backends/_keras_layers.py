@@ -17,8 +17,9 @@ Conventions translated here:
   default initializer): building a model never reseeds the process (keras.utils.set_random_seed
   would reseed Python, NumPy and TensorFlow globally).
 Constraints: keras is never imported here (it is passed in), so importing this module, as the
-backend registry does, costs nothing. It builds layers and maps weights only: loss, optimizer,
-modes and timing are backends/tensorflow_backend.py's.
+backend registry does, costs nothing; nothing here may assume Keras's engine (the tensorflow,
+keras_torch and keras_jax backends share it). It builds layers and maps weights only: loss and
+optimizer are backends/_keras_model.py's, modes and timing each Keras backend's.
 """
 
 from __future__ import annotations

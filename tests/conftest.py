@@ -1,4 +1,5 @@
-"""`backend`: a test parametrised over every backend (backend_factory: the root conftest.py)."""
+"""`backend`: a test parametrised over every backend (backend_factory: the root conftest.py, which
+skips a backend this process does not test, e.g. Keras on another engine than this process's)."""
 
 from __future__ import annotations
 

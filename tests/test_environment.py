@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from backends import registry
 from harness.results import environment
 from harness.results.environment import ENV_FLAGS, collect_environment, write_environment
 from harness.results.records import SCHEMA_VERSION
@@ -41,7 +42,10 @@ def test_machine_and_software_facts():
     assert env["memory_total_bytes"] > 2**20
     assert isinstance(env["cpu_model"], str)
     assert env["threads"] == 2
-    expected = {name: installed(name) for name in ("torch", "tensorflow", "tensorflow-cpu", "keras")}
+    # Every backend's DISTRIBUTIONS (backends/base.py), those installed here, once each.
+    names = dict.fromkeys(name for cls in registry().values() for name in cls.DISTRIBUTIONS)
+    assert {"torch", "tensorflow", "keras", "jax", "optax"} <= set(names)
+    expected = {name: installed(name) for name in names}
     assert env["frameworks"] == {name: version for name, version in expected.items() if version}
 
 

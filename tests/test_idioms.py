@@ -89,7 +89,7 @@ def test_timing_records_name_the_stock_optimizer_class(backend_factory):
     records = measure(tf_backend, SpecSubject(tf_backend, spec), plan, "cpu", 2)
     assert [r.optimizer_class for r in records] == [
         "keras.src.optimizers.adam.Adam",
-        "backends.tensorflow_backend._torch_epsilon_adam_class.<locals>.TorchEpsilonAdam",
+        "backends._keras_model._torch_epsilon_adam_class.<locals>.TorchEpsilonAdam",
     ]
 
 

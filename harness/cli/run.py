@@ -86,8 +86,9 @@ def _add_run_parser(sub) -> None:
                        **epilog("run --suite quick", "run --backends torch --models mlp --out reports/runs/mine",
                                  "run --out reports/runs/mine --resume"))
     p.add_argument("--suite", choices=list(SUITES), default="default",
-                   help="what to measure (default: default, 16–23 min on 2 cores; quick 2–3 min; reference, "
-                        "with the default study, 46–100 min)")
+                   help="what to measure (default: default; on 2 cores for torch and tensorflow alone 16–23 min, "
+                        "quick 2–3 min, reference with the default study 46–100 min; all five backends take "
+                        "longer: quick 8 min, default about 70 min, estimated)")
     p.add_argument("--out", metavar="DIR", help="run folder (default: a new folder under reports/runs/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out: skip its finished cases")
     p.add_argument("--backends", nargs="+", choices=backends, default=list(backends),

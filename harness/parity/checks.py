@@ -1,4 +1,4 @@
-"""Parity: load the same weights into PyTorch (the reference) and TensorFlow and compare.
+"""Parity: load the same weights into PyTorch (the reference) and another backend and compare.
 
 Checks, per spec and variant (one ParityRecord each):
 - forward_eval            eval-mode logits, the spec as written (dropout is the identity).
@@ -28,7 +28,9 @@ one. After T updates from the same start v0, with Keras momentum m:
 running_var with that conversion of Keras's.
 
 Tolerances (harness/parity/tolerance.py). Each framework runs every check twice from the same
-weights and data, in float32 and in float64: four models. Errors are relative to the scale of
+weights and data, in float32 and in float64: four models. A backend that builds no float64
+model (SUPPORTS_FLOAT64 False) is refused: without its own float64 result its float32 error is
+unknown, and no tolerance could be both tight and safe from false FAILs. Errors are relative to the scale of
 the exact result, max|a - b| / max|reference in float64|. Each framework's float32 result is
 compared with its own float64 result, and the sum of those two errors (with a margin) bounds how
 far two correct float32 implementations can differ:
@@ -52,6 +54,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from backends.base import Backend
+from harness.errors import HarnessInputError
 from harness.model.layers import BatchNorm, Dropout
 from harness.model.spec import ModelSpec, Optimizer, infer_shapes
 from harness.model.synthetic import synthetic_batch
@@ -223,6 +226,11 @@ def _stock_adam_divergence(matched: ParityRecord, models: _Models, other: Backen
 def check_variant(reference: Backend, other: Backend, spec: ModelSpec, variant: Variant) -> list[ParityRecord]:
     # Parity trains with the placement-matched optimizer (bitwise-comparable arithmetic); the
     # stock optimizer's divergence is reported as information next to it.
+    for backend in (reference, other):
+        if not backend.SUPPORTS_FLOAT64:
+            raise HarnessInputError(f"parity: the {backend.name} backend builds no float64 model (SUPPORTS_FLOAT64), "
+                                    f"which parity needs as the oracle of its float32 error "
+                                    f"(harness/parity/tolerance.py)")
     vspec = replace(apply_variant(spec, variant), optimizer_impl="matched")
     label, names = variant.label, (reference.name, other.name)
     x, y = synthetic_batch(vspec, seed=vspec.seed)

@@ -1,7 +1,8 @@
 """Suites: which cases `python -m harness run` (and the benchmark suite) measures at each size.
 
-quick     both backends, the mlp, eager, the Dropout(p=0) and BN-order questions, short budgets
-default   every timing question, eager and compiled; Dropout(p=0) per-call cost; every variant in parity
+quick     every backend, the mlp, eager, the Dropout(p=0) and BN-order questions, short budgets
+default   every timing question, eager and compiled; per-call cost of Dropout(p=0) and of an identity
+          layer; every variant in parity
 reference default plus a calibration of the method (20 A/A and injected comparisons per backend, and
           a layer of known cost) and the default study (harness/study/plan.py): what
           reports/cpu-default/ is made with
@@ -54,8 +55,11 @@ _ALL_VARIANTS = variants_of(TIMING_QUESTIONS)
 # Every axis value alone, plus torch's weight_decay L2 (meaningful only together with an l2 value).
 _ALL_PARITY = (*sweep(), "l2=0,l2_style=weight_decay", "l2=0.0001,l2_style=weight_decay")
 
+# Per-call costs: Dropout(p=0), the claim; and an identity layer (Activation("linear")), what calling any
+# layer costs in each framework (Keras's Layer.__call__, torch's Module.__call__, a JAX function call).
 _DEFAULT = Suite("default", TIMING_QUESTIONS, ("eager", "compiled"), _ALL_PARITY, _ALL_VARIANTS, budget_s=150.0,
-                 process_s=12.0, instances=1, percall_layers=("dropout=0",), percall_budget_s=75.0)
+                 process_s=12.0, instances=1, percall_layers=("dropout=0", "activation=linear"),
+                 percall_budget_s=75.0)
 SUITES = {
     "quick": Suite("quick", _QUICK_QUESTIONS, ("eager",), ("baseline", "dropout=0", "bn=before"),
                    variants_of(GRAPH_QUESTIONS, baseline=False), budget_s=40.0, process_s=2.0, instances=1,
