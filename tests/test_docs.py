@@ -334,7 +334,10 @@ def test_study_table_says_what_the_study_suite_holds(suite_name):
     where = f"README.md {STUDY_HEADING!r}, `{suite_name}`"
     rows = {row[""]: row for row in table_with(section(STUDY_HEADING), f"`{suite_name}`", where)}
     pairs = tokens(rows["data sets and models"][f"`{suite_name}`"])
-    assert list(zip(pairs[::2], pairs[1::2])) == list(suite.datasets), f"{where}: data sets and models"
+    assert list(zip(pairs[::2], pairs[1::2])) == [(t.data, t.model) for t in suite.targets], \
+        f"{where}: data sets and models"
+    assert numbers(rows["variants"][f"`{suite_name}`"]) == [len(t.variants) for t in suite.targets], \
+        f"{where}: variants per data set and model"
     assert numbers(rows["seeds, epochs"][f"`{suite_name}`"]) == [suite.seeds, suite.epochs], f"{where}: seeds, epochs"
 
 

@@ -132,9 +132,11 @@ def report(tmp_path_factory) -> tuple[ReportPaths, str, str]:
 
 
 def _section(markdown: str, heading: str) -> str:
-    start = markdown.index(f"## {heading}\n")
-    end = markdown.find("\n## ", start + 1)
-    return markdown[start: end if end != -1 else None]
+    """A level-2 or level-3 section, up to the next heading of its level or above."""
+    found = re.search(rf"^(#{{2,3}}) {re.escape(heading)}\n", markdown, re.MULTILINE)
+    assert found, f"no section {heading!r}"
+    end = re.search(rf"^#{{2,{len(found.group(1))}}} ", markdown[found.end():], re.MULTILINE)
+    return markdown[found.start(): found.end() + end.start() if end else None]
 
 
 def test_writes_markdown_html_and_plots_into_the_run_folder(report):
@@ -151,14 +153,15 @@ def test_html_is_self_contained(report):
     paths, _, page = report
     embedded = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert [base64.b64decode(data) for data in embedded] == [plot.read_bytes() for plot in paths.plots]
-    assert not re.search(r"""(src|href)\s*=\s*(?!["']?data:)""", page)
+    assert not re.search(r"""(src|href)\s*=\s*(?!["']?(data:|#))""", page)  # in-page links only
     assert not re.search(r"url\(|@import|<script|<link", page, re.IGNORECASE)
 
 
-def test_verdicts_come_first_with_the_records_sentences(report):
+def test_answers_come_first_then_verdicts_with_the_records_sentences(report):
     _, markdown, page = report
-    assert markdown.index("## Verdicts") < markdown.index("## Plots") < markdown.index("## Timings")
-    verdicts = _section(markdown, "Verdicts")
+    assert markdown.index("## Answers") < markdown.index("## Verdicts in words") < markdown.index("## Plots") \
+        < markdown.index("## Raw table: Timings")
+    verdicts = _section(markdown, "Verdicts in words")
     dropout = QUESTION["dropout_p0_cost"].text
     assert dropout in verdicts
     for backend in ("torch", "tensorflow"):
@@ -170,25 +173,26 @@ def test_verdicts_come_first_with_the_records_sentences(report):
 
 
 @pytest.mark.parametrize("question", [q for q in TIMING_QUESTIONS if q.key != "dropout_p0_cost"], ids=lambda q: q.key)
-def test_a_question_without_data_says_not_measured(report, question):
-    verdicts = _section(report[1], "Verdicts")
-    after = verdicts[verdicts.index(question.text):].split("\n\n")[1]
-    assert after.strip() == "- Not measured in this run."
+def test_a_question_without_data_is_named_once_as_not_measured(report, question):
+    line = next(ln for ln in report[1].splitlines() if ln.startswith("_Not measured in this run ("))
+    assert question.text in line
+    assert question.text not in _section(report[1], "Verdicts in words")  # no empty group of its own
 
 
 def test_graph_verdicts_count_nodes(report):
-    verdicts = _section(report[1], "Verdicts")
+    verdicts = _section(report[1], "Verdicts in words")
     assert "**torch autograd graph, mlp**: dropout=0 has 14 nodes, dropout=absent 12: +2 nodes." in verdicts
     l2 = next(q for q in GRAPH_QUESTIONS if q.key == "l2_zero_nodes")
-    assert verdicts[verdicts.index(l2.text):].split("\n\n")[1].strip() == "- Not measured in this run."
+    assert l2.text not in verdicts
+    assert l2.text in next(ln for ln in report[1].splitlines() if ln.startswith("_Not measured in this run ("))
 
 
 def test_failing_parity_check_answers_no_and_is_marked(report):
     _, markdown, page = report
-    verdicts = _section(markdown, "Verdicts")
+    verdicts = _section(markdown, "Verdicts in words")
     assert "- No: 1 of 5 checks failed on 2 model/variant pairs: mlp/bn=before bn_running_stats" in verdicts
-    assert "✗ FAIL" in _section(markdown, "Parity")
-    assert '<tr class="bad"><td>mlp</td><td>bn=before</td><td>bn_running_stats</td>' in page
+    assert "✗ FAIL" in _section(markdown, "Raw table: Parity")
+    assert re.search(r'<tr class="bad">(<td>mlp</td>)?<td>bn=before</td><td>bn_running_stats</td>', page)
 
 
 def test_all_parity_checks_passing_answers_yes(tmp_path):
@@ -199,7 +203,7 @@ def test_all_parity_checks_passing_answers_yes(tmp_path):
 
 
 def test_controls_report_noise_floor_and_injected_detection(report):
-    verdicts = _section(report[1], "Verdicts")
+    verdicts = _section(report[1], "Verdicts in words")
     for backend in ("torch", "tensorflow"):
         line = next(ln for ln in verdicts.splitlines()
                     if ln.startswith(f"- **{backend} / mlp / cpu / eager**: A/A noise floor ±"))
@@ -207,7 +211,7 @@ def test_controls_report_noise_floor_and_injected_detection(report):
 
 
 def test_reference_vs_other_backend_uses_the_baselines(report):
-    verdicts = _section(report[1], "Verdicts")
+    verdicts = _section(report[1], "Verdicts in words")
     match = re.search(r"- \*\*mlp / cpu / eager\*\*: torch is faster than tensorflow: "
                       r"it takes (\d+\.\d)% less time per step", verdicts)
     assert match and 28 < float(match.group(1)) < 38  # 2 ms vs 3 ms
@@ -218,7 +222,7 @@ def test_framework_ratio_names_the_reference_and_each_other_backend(tmp_path):
     cases = [(f"time/{backend}/mlp/cpu/eager", _session(backend, base_s, seed), _ok(f"time/{backend}/mlp/cpu/eager"))
              for backend, base_s, seed in (("torch", 0.002, 1), ("tensorflow", 0.003, 2), ("torch2", 0.004, 3))]
     markdown = build_report([_write_run(tmp_path / "run", cases)]).markdown.read_text(encoding="utf-8")
-    verdicts = _section(markdown, "Verdicts")
+    verdicts = _section(markdown, "Verdicts in words")
     question = verdicts[verdicts.index("How does the reference backend's (torch) time per training step"):]
     lines = question.split("\n\n")[1].splitlines()
     assert len(lines) == 2
@@ -232,10 +236,10 @@ def test_framework_ratio_without_the_reference_backend_is_not_measured(tmp_path)
     folder = _write_run(tmp_path / "run", [("time/tensorflow/mlp/cpu/eager", _session("tensorflow", 0.003, 2),
                                             _ok("time/tensorflow/mlp/cpu/eager"))])
     markdown = build_report([folder]).markdown.read_text(encoding="utf-8")
-    verdicts = _section(markdown, "Verdicts")
-    after = verdicts[verdicts.index("How does the reference backend's (torch)"):].split("\n\n")[1]
-    assert after.strip() == "- Not measured in this run."
-    assert "_torch ÷ each other backend time per training step (baseline, 95% CI): no data in this run._" in markdown
+    assert "How does the reference backend's (torch)" not in _section(markdown, "Verdicts in words")
+    assert "How does the reference backend's (torch)" in next(
+        ln for ln in markdown.splitlines() if ln.startswith("_Not measured in this run ("))
+    assert "no data in this run" not in markdown and "framework_ratios" not in markdown  # no empty plot
 
 
 @pytest.mark.parametrize("bad, error", [
@@ -255,7 +259,7 @@ def test_invalid_record_is_skipped_with_a_warning_in_the_report(tmp_path, bad, e
     warning = next(line for line in _section(markdown, "Warnings").splitlines() if "record 2 " in line)
     assert warning.startswith(f"{results}: record 2 was skipped: ") and error in warning
     assert "broken-arm" not in markdown
-    assert "dropout=0 is" in _section(markdown, "Verdicts") and "4 cases ok, 1 missing" in markdown
+    assert "dropout=0 is" in _section(markdown, "Verdicts in words") and "4 cases ok, 1 missing" in markdown
 
 
 def test_invalid_comparison_gives_no_verdict(tmp_path):
@@ -281,8 +285,9 @@ def test_old_comparisons_have_their_stored_verdict_and_sentence_ignored(tmp_path
         stale.append(json.dumps(record))
     results.write_text("\n".join(stale) + "\n", encoding="utf-8")
     markdown = build_report([folder]).markdown.read_text(encoding="utf-8")
-    assert "stale" not in markdown and "| faster |" not in _section(markdown, "Comparisons")
-    assert "dropout=0 is" in _section(markdown, "Verdicts") and "| slower |" in _section(markdown, "Comparisons")
+    assert "stale" not in markdown and "| faster |" not in _section(markdown, "Raw table: Comparisons")
+    assert "dropout=0 is" in _section(markdown, "Verdicts in words")
+    assert "| slower |" in _section(markdown, "Raw table: Comparisons")
 
 
 def test_failed_case_is_listed_with_its_error_and_its_records_left_out(report):
@@ -307,9 +312,9 @@ def test_latest_case_record_wins_on_resume(tmp_path):
         handle.write(json.dumps({**rerun.as_dict(), "case_id": "time/torch/mlp/cpu/eager"}) + "\n")
     markdown = build_report([folder]).markdown.read_text(encoding="utf-8")
     assert "1 cases ok, 0 missing" in markdown
-    assert "None: every case finished ok." in markdown
-    assert _section(markdown, "Timings").count("| baseline (A/A) |") == 1
-    assert "unfinished-rerun-arm" not in _section(markdown, "Timings")
+    assert "## Missing cases" not in markdown  # nothing missing: no section
+    assert _section(markdown, "Raw table: Timings").count("| baseline (A/A) |") == 1
+    assert "unfinished-rerun-arm" not in _section(markdown, "Raw table: Timings")
     assert "1 records of an unfinished re-run were left out" in _section(markdown, "Warnings")
 
 
@@ -322,9 +327,9 @@ def test_run_killed_mid_write_skips_the_truncated_line_and_lists_the_case_as_int
     markdown = build_report([folder]).markdown.read_text(encoding="utf-8")
     warnings = _section(markdown, "Warnings")
     assert re.search(r"results\.jsonl: line \d+ is incomplete", warnings)
-    assert "dropout=0 is" in _section(markdown, "Verdicts")
+    assert "dropout=0 is" in _section(markdown, "Verdicts in words")
     assert "| time/torch/cnn/cpu/eager | interrupted | no case record" in _section(markdown, "Missing cases")
-    assert "cnn-arm-before-kill" not in _section(markdown, "Timings")
+    assert "cnn-arm-before-kill" not in _section(markdown, "Raw table: Timings")
 
 
 def test_environment_is_listed_last(report):
@@ -401,9 +406,10 @@ def test_pytest_benchmark_json_renders(tmp_path):
     paths = build_report([_benchmark_json(tmp_path / "bench.json")])
     markdown, page = paths.markdown.read_text(encoding="utf-8"), paths.html.read_text(encoding="utf-8")
     assert paths.markdown.parent == tmp_path and len(paths.plots) == 1
-    row = ("| test_step[torch-mlp] | step | 2.142 | 2.1 | 0.105 | 0.084 | 20 "
-           "| torch | mlp | baseline | cpu | eager | 4 |")
-    assert row in markdown
+    assert "| test_step[torch-mlp] | step | 2.1 | ×1.00 | 2.142 | 0.105 | 0.084 | torch |" in markdown
+    assert "In every row: steps per call 1, rounds 20, model mlp, variant baseline, device cpu, mode eager, " \
+           "threads 4." in markdown  # columns of one value are named once, so the table fits the page
+    assert "| test_step[tensorflow-mlp] | step | 3.2 | ×1.52 |" in markdown  # against the group's fastest
     assert "| machine_info.cpu.brand_raw | AMD EPYC 9654 |" in markdown
     assert "| machine_info.cpu.flags | avx2, fma |" in markdown
     assert page.count('src="data:image/png;base64,') == 1
@@ -417,7 +423,7 @@ def test_several_benchmark_files_get_a_file_column(tmp_path):
 
 
 def test_verdicts_say_how_many_may_be_chance(report):
-    verdicts = _section(report[1], "Verdicts")
+    verdicts = _section(report[1], "Verdicts in words")
     match = re.search(r"This run answers (\d+) timing comparisons at 95% confidence, so about (\d+)", verdicts)
     assert match
     answered = sum(1 for line in verdicts.splitlines() if line.startswith("- **") and "A/A" in line
@@ -569,8 +575,11 @@ def test_per_call_section_answers_the_dropout_claim_first(calibrated):
 
 
 def test_comparison_table_shows_processes_and_the_between_process_spread(calibrated):
-    row = _row(_section(calibrated, "Comparisons"), "torch", "mlp", "cpu", "eager", "4", AA_CONTROL)
-    assert f"| {PROCESSES} | 0.993–1.004 |" in row
+    section = _section(calibrated, "Raw table: Comparisons")
+    constant = next(line for line in section.splitlines() if line.startswith("In every row: "))
+    assert "device cpu" in constant and "threads 4" in constant  # constant columns named once, not repeated
+    assert "| device |" not in section and f"processes {PROCESSES}" in constant
+    assert "between-process spread 0.993–1.004" in constant
 
 
 def test_half_width_curve_follows_the_processes(tmp_path):
@@ -635,7 +644,7 @@ def test_question_figure_zooms_each_panel_and_grows_with_rows():
     assert -5 < low <= -0.5 and 30 < high < 35  # 0, the noise band and +20%..+30%
     assert "\n" in fig.subfigs[1].get_suptitle()
     one_row = plots.question_figure(panels[:1]).get_size_inches()[1]
-    assert fig.get_size_inches()[1] > one_row + 12 * 0.25
+    assert fig.get_size_inches()[1] > one_row + 12 * plots.QUESTION_ROW_IN
 
 
 def test_half_width_figure_has_a_log_percent_axis_per_mode():

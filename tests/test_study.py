@@ -7,6 +7,7 @@ import json
 import pickle
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -287,3 +288,108 @@ def test_study_command_writes_a_run_folder_with_a_report(tmp_path):
     again = subprocess.run(command + ["--resume"], cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True,
                            text=True, timeout=900)
     assert again.returncode == 0 and "2 already ok" in again.stdout, again.stdout + again.stderr
+
+
+# -- augmentation, sparsity and the suites' targets (issue #25) -----------------------------------
+
+def _shifted_copies(sample: np.ndarray, reach: int) -> list[np.ndarray]:
+    """Every shift of an (H, W, C) sample by up to `reach` per axis, nearest-edge filled."""
+    padded = np.pad(sample, ((reach, reach), (reach, reach), (0, 0)), mode="edge")
+    h, w = sample.shape[:2]
+    return [padded[dy:dy + h, dx:dx + w] for dy in range(2 * reach + 1) for dx in range(2 * reach + 1)]
+
+
+def test_augment_shifts_each_image_by_at_most_one_eighth_with_nearest_fill(monkeypatch):
+    from harness.study import augment as module
+
+    monkeypatch.setattr(module, "NOISE_STD", 0.0)
+    images = np.random.default_rng(0).normal(size=(40, 8, 8, 1)).astype(np.float32)
+    out = module.augment(images.reshape(40, 64), (8, 8, 1), False, np.random.default_rng(1)).reshape(images.shape)
+    matches = [[np.array_equal(o, c) for c in _shifted_copies(x, 1)] for x, o in zip(images, out)]
+    assert all(any(m) for m in matches)  # every output is one of the 9 shifts of its own input
+    assert sum(m.index(True) != 4 for m in matches) > 20  # index 4: no shift; most samples moved
+
+
+def test_augment_flips_only_where_asked_and_adds_noise_of_its_deviation(monkeypatch):
+    from harness.study import augment as module
+
+    x = np.zeros((2000, 40), dtype=np.float32)
+    noisy = module.augment(x, (40,), False, np.random.default_rng(2))
+    assert noisy.dtype == np.float32 and noisy.shape == x.shape
+    assert abs(float(noisy.std()) - module.NOISE_STD) < 0.005 and abs(float(noisy.mean())) < 0.005
+    monkeypatch.setattr(module, "NOISE_STD", 0.0)
+    image = np.random.default_rng(3).normal(size=(1, 8, 8, 3)).astype(np.float32).repeat(200, axis=0)
+    for flips in (False, True):
+        out = module.augment(image, (8, 8, 3), flips, np.random.default_rng(4))
+        mirrored = [any(np.array_equal(o, c[:, ::-1]) for c in _shifted_copies(image[0], 1)) for o in out]
+        assert (0.35 < np.mean(mirrored) < 0.65) if flips else not any(mirrored)
+    again = module.augment(image, (8, 8, 3), True, np.random.default_rng(4))
+    np.testing.assert_array_equal(again, out)  # the generator alone decides: every framework sees the same
+
+
+class _RecordingModel:
+    """A stand-in model that records what each train_epoch and evaluate call was given."""
+
+    def __init__(self, kernel_shape):
+        self.weights = {"0.weight": np.zeros(kernel_shape, np.float32)}
+        self.fitted, self.evaluated = [], []
+
+    def get_weights(self):
+        return dict(self.weights)
+
+    def set_weights(self, weights):
+        self.weights = {k: np.array(v) for k, v in weights.items() if k in self.weights}
+
+    def train_epoch(self, x, y, seed):
+        self.fitted.append(x.copy())
+        return 0.5
+
+    def evaluate(self, x, y):
+        from types import SimpleNamespace
+
+        self.evaluated.append(x)
+        return SimpleNamespace(loss=0.5, accuracy=0.5)
+
+
+def test_the_augment_variant_trains_on_fresh_copies_and_evaluates_on_clean_data():
+    data = split_and_standardize("digits", np.random.default_rng(0).normal(size=(50, 64)), np.arange(50) % 10)
+    data = replace(data, sample_shape=(8, 8, 1))
+    made = []
+
+    class Backend:
+        name = "fake"
+
+        def build(self, spec, mode):
+            made.append(_RecordingModel((10, 64)))
+            return made[-1]
+
+    variant = StudyVariant.parse("augment,dropout=absent")
+    assert variant.augment and variant.label == "dropout=absent,augment"
+    train_run(Backend(), data, "mlp", variant, 3, StudyPlan(epochs=2, seeds=(3,)))
+    train_run(Backend(), data, "mlp", StudyVariant.parse("dropout=absent"), 3, StudyPlan(epochs=2, seeds=(3,)))
+    augmented, clean = made
+    first, second = augmented.fitted
+    assert not np.array_equal(first, data.x_train) and not np.array_equal(first, second)  # fresh each epoch
+    assert all(np.array_equal(x, data.x_train) for x in clean.fitted)
+    assert all(x is data.x_train or x is data.x_val for x in augmented.evaluated + clean.evaluated)
+
+
+def test_sparsity_counts_exact_and_near_zeros_per_layer():
+    from harness.study.metrics import NEAR_ZERO, sparsity
+
+    kernel = np.array([[0.0, 2.0], [NEAR_ZERO, -3 * NEAR_ZERO]])  # largest |w| 2: near means |w| <= 2e-6
+    assert sparsity({"0.weight": kernel}) == {"0.weight": {"size": 4.0, "exact": 0.25, "near": 0.5}}
+
+
+def test_the_default_study_trains_every_claims_variants_within_its_targets():
+    from harness.study.plan import plan_study_cases
+    from harness.study.suites import AUGMENT, L1, SGD_L1, STUDY_SUITES
+
+    cases = plan_study_cases(STUDY_SUITES["default"], ("torch", "tensorflow"))
+    jobs = {case.case_id.rsplit("/", 1)[0]: json.loads(case.argv[3]) for case in cases}
+    assert len(cases) == 3 * 2 * 5 and set(jobs) == {f"study/{d}/{m}/{b}" for d, m in
+                                                     (("digits", "mlp"), ("digits", "cnn"), ("mnist1d", "mlp"))
+                                                     for b in ("torch", "tensorflow")}
+    assert {AUGMENT, L1, SGD_L1} <= set(jobs["study/digits/cnn/torch"]["variants"])
+    assert len(jobs["study/digits/mlp/torch"]["variants"]) == 12
+    assert all(StudyVariant.parse(v).label == v for job in jobs.values() for v in job["variants"])

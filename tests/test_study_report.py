@@ -21,10 +21,12 @@ from scipy import stats
 
 from harness.report.reading import read_run_folder
 from harness.report.render import Image, html_page, markdown
+from harness.report.render import images as images_in
 from harness.report.study import study_blocks
 from harness.results.records import BNVarianceShiftRecord, CaseRecord, Record, StudyEpochRecord, StudyRunRecord
 from harness.study.ledger import (
     AGREE,
+    AUGMENT,
     BN_BEFORE_DROPOUT,
     BN_ONLY,
     CLAIMS,
@@ -35,10 +37,13 @@ from harness.study.ledger import (
     DROPOUT_BEFORE_BN,
     EARLY_STOPPING,
     IDENTICAL,
+    L1,
     L2,
     NONE,
     PP,
     RATIO,
+    SGD,
+    SGD_L1,
     STUDY_VARIANTS,
     SUPPORTED,
     TOO_FEW_SEEDS,
@@ -56,7 +61,15 @@ LAYERS = ("0.weight", "1.weight", "2.weight")
 # variant: (train_acc, val_acc, val_loss) of the final weights, before the per-seed jitter
 FINAL = {NONE: (1.00, 0.90, 0.40), L2: (0.99, 0.93, 0.30), DROPOUT: (0.97, 0.94, 0.28),
          EARLY_STOPPING: (0.96, 0.91, 0.35), BN_ONLY: (1.00, 0.92, 0.33), DROPOUT0_BEFORE_BN: (1.00, 0.92, 0.33),
-         DROPOUT_BEFORE_BN: (0.95, 0.88, 0.45), BN_BEFORE_DROPOUT: (0.97, 0.93, 0.30)}
+         DROPOUT_BEFORE_BN: (0.95, 0.88, 0.45), BN_BEFORE_DROPOUT: (0.97, 0.93, 0.30), AUGMENT: (0.98, 0.93, 0.32),
+         L1: (0.99, 0.92, 0.33), SGD: (1.00, 0.89, 0.42), SGD_L1: (0.99, 0.91, 0.35)}
+KERNEL_SIZES = (100.0, 50.0, 10.0)  # of LAYERS
+
+
+def _sparsity(variant: str, seed: int) -> dict[str, dict[str, float]]:
+    """No weight exactly 0 anywhere; with L1, 0.2-0.3% of each layer within 1e-6 of its largest |w|."""
+    near = 0.002 + 0.001 * (seed % 2) if variant in (L1, SGD_L1) else 0.0
+    return {layer: {"size": size, "exact": 0.0, "near": near} for layer, size in zip(LAYERS, KERNEL_SIZES)}
 # variant: fraction of each layer's kernel constant at tolerance 0.001
 CONSTANT = {NONE: (0.30, 0.10, 0.02), L2: (0.05, 0.08, 0.015)}
 CLAIM = {claim.text: claim for claim in CLAIMS}
@@ -81,7 +94,7 @@ def _run(backend: str, variant: str, seed: int, data: str = "digits") -> StudyRu
     val += _jitter(variant, seed) + (_tf_offset(variant, seed) if backend == "tensorflow" else 0.0)
     return StudyRunRecord(backend, data, "mlp", variant, seed, epochs_run=3, early_stopping=variant == EARLY_STOPPING,
                           stopped_epoch=None, restored_epoch=None, train_loss=0.05, train_acc=train, val_loss=loss
-                          + _jitter(variant, seed), val_acc=val, elapsed_s=1.0)
+                          + _jitter(variant, seed), val_acc=val, elapsed_s=1.0, sparsity=_sparsity(variant, seed))
 
 
 def _epochs(backend: str, variant: str, seed: int) -> list[StudyEpochRecord]:
@@ -204,6 +217,12 @@ def test_gap_claim_matches_a_hand_computation(rows):
     ("Dropout before BN hurts; put BN before dropout", 5.0, SUPPORTED),
     ("Dropout before BN shifts BN's variance by about 1/(1-p)", 2.025, SUPPORTED),
     ("Dropout(p=0) before BN changes BN's statistics", 0.0, IDENTICAL),
+    ("Data augmentation narrows the train/validation gap", -5.0, SUPPORTED),
+    ("BatchNorm alone narrows the train/validation gap", -2.0, SUPPORTED),
+    ("L1 makes some weights exactly 0 (Adam)", 0.0, IDENTICAL),
+    ("L1 makes some weights exactly 0 (SGD)", 0.0, IDENTICAL),
+    ("L1 drives weights to about 0 (Adam)", 0.24, SUPPORTED),
+    ("L1 drives weights to about 0 (SGD)", 0.24, SUPPORTED),
 ])
 def test_each_claims_effect_and_verdict(rows, claim, effect, verdict):
     """Effects in torch (TensorFlow's dropout runs validate 2 points better); verdicts in both."""
@@ -216,6 +235,8 @@ def test_sentences_carry_the_notes(rows):
         ": supported. Expected 1/(1-p) = 2 at p = 0.5.")
     identical = _row(rows, "Dropout(p=0) before BN changes BN's statistics").sentence
     assert ": identical in every seed. BN's variance shift at p = 0: 1.025 (1: no shift)." in identical
+    assert _row(rows, "L1 drives weights to about 0 (SGD)").sentence.endswith(
+        "With L1, per layer (mean over seeds): 0.weight 0.24%, 1.weight 0.24%, 2.weight 0.24%.")
     assert "Layer 0.weight against layer 2.weight." in _row(
         rows, "L2's drop in constant weights is mostly in the early layers").sentence
 
@@ -227,7 +248,7 @@ def test_a_row_appears_only_when_its_variants_exist():
                  "L2's drop in constant weights is mostly in the early layers")
     assert found == {(claim, backend) for claim in ("L2 narrows the train/validation gap", *constancy)
                      for backend in BACKENDS} | {("Dropout narrows the train/validation gap", "torch")}
-    assert ledger(_study(variants=(NONE, BN_ONLY, BN_BEFORE_DROPOUT))) == []
+    assert ledger(_study(variants=(BN_ONLY, BN_BEFORE_DROPOUT, SGD_L1))) == []
 
 
 def test_seeds_pair_only_where_both_variants_ran():
@@ -291,8 +312,17 @@ def section(tmp_path_factory):
 def test_section_leads_with_the_ledger_then_agreement_then_plots(section):
     _, _, text, _ = section
     assert text.startswith("## Study: what regularization does to training\n")
-    assert text.index("### Claims ledger") < text.index("### Cross-framework agreement") < text.index("### Study plots")
-    assert "This ledger tests 16 claim rows at 95% confidence, so about 1 of them" in text
+    assert text.index("### Claims ledger") < text.index("### Each claim in words") \
+        < text.index("### Cross-framework agreement") < text.index("### Study plot: ")
+    assert "This ledger tests 28 claim rows at 95% confidence, so about 1 of them" in text
+
+
+def test_the_variants_named_are_those_the_run_trained(tmp_path):
+    trained = STUDY_VARIANTS[:3]
+    folder = _write_run(tmp_path / "run", _study(variants=trained))
+    text = markdown(study_blocks(read_run_folder(folder), folder), folder)
+    listed = text.split("Variants: ", 1)[1].split(". This ledger", 1)[0].split("; ")
+    assert listed == list(trained)  # not every variant a study may hold
 
 
 def test_ledger_table_has_a_column_pair_per_backend(section):
@@ -308,14 +338,15 @@ def test_ledger_table_has_a_column_pair_per_backend(section):
 
 def test_agreement_table_rows(section):
     _, _, text, _ = section
-    agreement_text = text[text.index("### Cross-framework agreement"):text.index("### Study plots")]
+    agreement_text = text[text.index("### Cross-framework agreement"):text.index("### Study plot: ")]
     dropout = next(ln for ln in agreement_text.splitlines() if ln.startswith(f"| digits / mlp | {DROPOUT} |"))
     assert "torch − tensorflow: -2.04 pp (95% CI" in dropout and dropout.endswith(" | differ |")
 
 
-def test_section_writes_three_plots(section):
+def test_section_writes_three_plots_two_of_them_folded(section):
     folder, blocks, text, _ = section
-    images = [b for b in blocks if isinstance(b, Image)]
+    images = images_in(blocks)
+    assert [b.path.name for b in blocks if isinstance(b, Image)] == ["study_bn_shift.png"]  # the others folded
     assert [i.path.name for i in images] == ["study_curves.png", "study_constancy.png", "study_bn_shift.png"]
     for image in images:
         assert image.path.parent == folder / "plots"
@@ -330,3 +361,8 @@ def test_a_run_without_study_records_has_no_section(tmp_path):
     (folder / "results.jsonl").write_text(json.dumps({**end.as_dict(), "case_id": "parity/mlp"}) + "\n")
     assert study_blocks(read_run_folder(folder), folder) == []
     assert not (folder / "plots").exists()
+
+
+def test_l1_rows_say_when_no_weight_was_exactly_zero_in_either_variant(rows):
+    assert _row(rows, "L1 makes some weights exactly 0 (Adam)").sentence.endswith(
+        ": identical in every seed. No kernel weight was exactly 0, with or without L1.")

@@ -4,7 +4,7 @@ Exit codes: 0 success; 1 a parity check failed (or a run had failed cases); 2 ba
 line on stderr, no traceback); 3 skipped: the backend's framework or the device is not available
 here; 130 interrupted by Ctrl-C, 143 stopped by SIGTERM (both unwind alike: workers killed,
 temporary files removed, a run's finished cases kept). Each command module (parity, time,
-percall, calibrate, run) adds its parser; backend, mode and device choices come from the registry.
+percall, calibrate, run, sweep, report) adds its parser; backend, mode and device choices come from the registry.
 """
 
 from __future__ import annotations
@@ -12,22 +12,12 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from pathlib import Path
 
-from harness.cli import calibrate, parity, percall, run, time
-from harness.cli.arguments import LineKeepingFormatter, epilog, subcommand
-from harness.cli.options import allocation_failure, check_output_folder, check_threads
+from harness.cli import calibrate, parity, percall, report, run, sweep, time
+from harness.cli.arguments import LineKeepingFormatter
+from harness.cli.options import allocation_failure, check_threads
 from harness.errors import HarnessInputError, report_expected_error
 from harness.running.stopping import sigterm_as_interrupt
-
-
-def cmd_report(args) -> int:
-    from harness.report import build_report
-
-    check_output_folder(args.out, "--out")
-    paths = build_report([Path(p) for p in args.inputs], Path(args.out) if args.out else None)
-    print(f"wrote {paths.markdown} and {paths.html}")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,20 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     percall.add_parser(sub)
     calibrate.add_parser(sub)
     run.add_parsers(sub)
-    p = subcommand(sub, "report", cmd_report,
-                   help="render report.md and index.html from run folders or pytest-benchmark JSON",
-                   description="Render a run folder (its results.jsonl and environment.json) or pytest-benchmark "
-                               "JSON files (pytest --benchmark-json) into report.md, a self-contained index.html "
-                               "and PNG plots. Several run folders (say, one per machine), or a Ray run whose "
-                               "cases ran on several machines, make one merged report: a table of the machines, "
-                               "the same question's answer on each machine side by side, then each machine's "
-                               "own report. Comparisons are only ever made within one machine's session.",
-                   **epilog("report reports/runs/mine", "report reports/runs/box-a reports/runs/box-b --out "
-                            "reports/merged", "report bench.json --out /tmp/bench-report", variants=False))
-    p.add_argument("inputs", nargs="+", metavar="RUN_DIR_OR_JSON",
-                   help="one or more run folders, or one or more pytest-benchmark JSON files")
-    p.add_argument("--out", metavar="DIR", help="where to write (default: the run folder; several run folders: "
-                                                "merged-A+B beside the first; JSON: the first JSON's folder)")
+    sweep.add_parser(sub)
+    report.add_parser(sub)
     return parser
 
 

@@ -6,6 +6,7 @@ processes (harness/timing/replication.py); this process imports no framework.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 
 from backends import REFERENCE, backend_class, backend_names, parity_partners
@@ -28,6 +29,7 @@ from harness.ported.timing import OPTIMIZERS, side_label
 from harness.stats import MIN_PROCESSES
 from harness.timing.controls import (
     AA_CONTROL,
+    NOISY_FLOOR,
     compare_against_first,
     framework_comparisons,
     step_time_half_width,
@@ -37,8 +39,6 @@ from harness.timing.replication import run_replicated
 from harness.timing.replication_plan import DEFAULT_MIN_PROCESSES, ReplicationPlan
 from harness.timing.request import TimingRequest
 from harness.timing.session import TimingPlan
-
-NOISY_FLOOR = 0.05  # an A/A floor above this makes a session's small verdicts untrustworthy
 
 
 def spec_source(args) -> str:
@@ -146,9 +146,8 @@ def _time_pair(args, modes: tuple[str, ...]) -> int:
 def _print_session(request: TimingRequest, found, comparisons, precision: float) -> None:
     """One backend's records and comparisons, with the warnings a reader needs."""
     records = found.records
-    settings = ", ".join(f"{key} {value}" for key, value in records[0].settings.items())
     print(f"{request.backend.name} {records[0].model} on {request.device}, {request.threads} threads; "
-          f"settings: {settings}")
+          f"{settings_text(records[0].settings)}")
     print(f"{'arm':44} {'median ms':>10} {'IQR ms':>8} {'processes x rounds':>18} {'setup s':>8}")
     for r in records:
         print(f"{r.arm:44} {r.median_s * 1e3:10.3f} {r.iqr_s * 1e3:8.3f} "
@@ -159,11 +158,28 @@ def _print_session(request: TimingRequest, found, comparisons, precision: float)
         print(c.sentence + spread)
     for c in comparisons:
         if c.question == AA_CONTROL and c.noise_floor is not None and c.noise_floor > NOISY_FLOOR:
-            print(f"warning: this session was noisy ({c.mode}: A/A noise floor ±{c.noise_floor:.0%}); an effect "
-                  "smaller than that cannot be told from noise here. Rerun on a quieter machine.")
+            print(f"warning: this session was noisy ({c.mode}: A/A noise floor ±{c.noise_floor:.1%}, above "
+                  f"±{NOISY_FLOOR:.0%}); an effect smaller than that cannot be told from noise here. Another "
+                  "program or CPU frequency scaling is the usual cause: rerun with the machine idle.")
     if comparisons and found.reached > precision:
-        print(f"warning: the target precision ±{precision:.1%} was not reached (±{found.reached:.1%}: "
+        reached = f"±{found.reached:.1%}" if math.isfinite(found.reached) else "no CI: it needs two processes"
+        print(f"warning: the target precision ±{precision:.1%} was not reached ({reached}: "
               f"{found.stop_reason}); a larger --budget narrows the CIs.")
+
+
+def settings_text(settings: dict) -> str:
+    """A backend's settings (Backend.settings()) as a reader's line: "torch 2.13.0; intra op threads 2;
+    tf32 matmul off" rather than a dict's repr."""
+    shown = dict(settings)
+    head = " ".join(str(shown.pop(key)) for key in ("framework", "version") if key in shown)
+    parts = [head] if head else []
+    for key, value in shown.items():
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        parts.append(f"{key.replace('_', ' ')} {value}")
+    return "; ".join(parts)
 
 
 def add_replication_args(parser, precision_help: str = "target 95%% CI half-width of every comparison, as a "

@@ -1,14 +1,17 @@
 """Turn a run folder, or pytest-benchmark JSON files, into report.md and a self-contained index.html.
 
 A run folder holds the results file (harness.results.records, one record per line) and the environment
-file (harness.results.environment). The report leads with one plain sentence per question
-(harness.suite.questions), each with its number and CI; a question without data says "not measured in
-this run" rather than disappearing. Then come the plots (harness.report.plots), one table per record
-kind, the cases that are missing, and the environment.
+file (harness.results.environment). The report leads with the answers: one table of every measured
+question (harness.suite.questions) with its verdict and CI per session, the warnings (a noisy
+machine among them) and the questions not measured, named in one line. Then come the study's
+ledger, the per-call costs, the plots (harness.report.plots), and, folded until opened, the
+verdicts in words, calibration, one raw table per record kind and the environment.
 
 The package, one concern a module: `reading` (run folder -> RunFolder), `verdicts` (the answers),
-`sections` (the run report's blocks), `benchmark_view` (the pytest-benchmark report), `render`
-(blocks -> Markdown and HTML).
+`sections` (the run report's blocks: `answers` opens it, `stability` warns of a noisy machine,
+`engines` compares Keras with its engine, `ordering` lists backends with Keras beside its engine),
+`benchmark_view` (the pytest-benchmark report), `compare` (two runs of one machine: what got
+slower, for CI), `render` (blocks -> Markdown and HTML, folds and a table of contents).
 
 Constraints: the report reads records and never measures. index.html embeds its PNGs as data
 URIs and its CSS inline, so it opens offline; every text put into it goes through html.escape.
@@ -25,13 +28,16 @@ from pathlib import Path
 
 from harness.errors import HarnessInputError
 from harness.report.benchmark_view import benchmark_blocks, load_benchmark_json
+from harness.report.compare import RunComparison, compare_runs, comparison_blocks
 from harness.report.machines import machine_names, machines_blocks
 from harness.report.reading import read_run_folders
-from harness.report.render import Block, Heading, Image, html_page, markdown
+from harness.report.render import Block, Heading, html_page, images, markdown
 from harness.report.sections import run_blocks
 
 MARKDOWN = "report.md"
 HTML = "index.html"
+COMPARE_MARKDOWN = "compare.md"
+COMPARE_HTML = "compare.html"
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,36 @@ def build_report(inputs: Sequence[Path], out_dir: Path | None = None) -> ReportP
     except OSError as exc:
         raise HarnessInputError(f"{out}: could not write the report ({exc.strerror}); the results are unchanged, "
                                 "rerun `python -m harness report` when the folder is writable") from None
-    return ReportPaths(markdown_path, page, tuple(b.path for b in blocks if isinstance(b, Image)))
+    return ReportPaths(markdown_path, page, tuple(image.path for image in images(blocks)))
+
+
+def compare_report(new: Path, old: Path, threshold: float, out_dir: Path | None = None
+                   ) -> tuple[ReportPaths, RunComparison]:
+    """Compare two run folders of one machine (`report --compare OLD NEW`, harness/report/compare.py)
+    and write compare.md and compare.html (default: into the new run's folder); the comparison says
+    what regressed."""
+    runs = []
+    for path in (old, new):
+        if not Path(path).is_dir():
+            raise HarnessInputError(f"{path}: --compare OLD NEW takes two run folders; this is not a folder")
+        found = read_run_folders(Path(path))
+        if len(found) != 1:
+            raise HarnessInputError(f"{path}: its cases ran on {len(found)} machines; --compare needs one "
+                                    "machine's run")
+        runs.append(found[0])
+    if runs[0].folder.resolve() == runs[1].folder.resolve():
+        raise HarnessInputError(f"{new}: compared with itself; give an older run folder first: --compare OLD NEW")
+    comparison = compare_runs(runs[0], runs[1], threshold)
+    out = Path(out_dir) if out_dir else runs[1].folder
+    blocks = comparison_blocks(comparison)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown_path, page = out / COMPARE_MARKDOWN, out / COMPARE_HTML
+    try:
+        markdown_path.write_text(markdown(blocks, out), encoding="utf-8")
+        page.write_text(html_page(blocks[0].text, blocks), encoding="utf-8")
+    except OSError as exc:
+        raise HarnessInputError(f"{out}: could not write the comparison ({exc.strerror})") from None
+    return ReportPaths(markdown_path, page, ()), comparison
 
 
 def default_merged_folder(paths: Sequence[Path]) -> Path:

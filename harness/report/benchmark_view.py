@@ -1,5 +1,11 @@
 """The pytest-benchmark report: one or more `pytest --benchmark-json` files as a plot and a table.
 
+Times are per training step: a benchmark whose extra_info says `steps_per_call` (Keras's
+model.fit runs 10 steps per call) is divided by it, so it sits beside per-step bars on the same
+scale. The table has a relative column (each median against the fastest of its group:
+pytest-benchmark's rounds are not interleaved, so this is an unpaired ratio, not a paired one);
+the machine and commit facts are folded.
+
 Constraints: this module reads the JSON files it is given and checks that they hold what the
 report shows (HarnessInputError naming the path otherwise); it measures nothing, decides no
 verdict (pytest-benchmark's rounds are not interleaved), and renders nothing itself.
@@ -15,10 +21,26 @@ from typing import Any
 from harness.errors import HarnessInputError
 from harness.files import parse_json, read_small_file
 from harness.report import plots
-from harness.report.render import Block, Heading, Table, Text, facts_table, ms, save_plot
+from harness.report.render import (
+    Block,
+    Fold,
+    Heading,
+    Table,
+    Text,
+    facts_table,
+    ms,
+    save_plot,
+    without_constant_columns,
+)
 
 BENCHMARK_STATS = ("mean", "median", "stddev", "iqr", "rounds")
 OPTIONAL_STATS = ("q1", "q3")  # drawn as the whiskers where present
+RELATIVE_NOTE = ("\"vs fastest in group\": each median per step ÷ the fastest of its group. pytest-benchmark times one "
+                 "benchmark after another, so this ratio is unpaired and carries any drift of the machine between "
+                 "them; for a paired ratio with a 95% CI (arms interleaved round by round, in several processes) "
+                 "use `python -m harness time --variant A --variant B`. Two of these JSON files of one machine: "
+                 "pytest-benchmark's --benchmark-compare with --benchmark-compare-fail; two run folders: "
+                 "`python -m harness report --compare OLD NEW --fail-above 5`.")
 EXTRA_INFO = ("backend", "model", "variant", "device", "mode", "threads")
 
 
@@ -79,28 +101,38 @@ def benchmark_blocks(files: list[tuple[Path, dict]], out: Path) -> list[Block]:
     blocks: list[Block] = [
         Heading("pytest-benchmark report", 1),
         Text(summary),
-        Heading("Plots"),
-        save_plot("benchmarks", "Median time per benchmark by group (whiskers: interquartile range)",
-                  lambda: plots.benchmark_figure(benchmarks), out),
         Heading("Benchmarks"),
-        _benchmark_table(files),
+        *without_constant_columns(_benchmark_table(files)),
+        Text(RELATIVE_NOTE),
+        Heading("Plots"),
+        save_plot("benchmarks", "Median time per training step by group (whiskers: interquartile range; a "
+                  "benchmark of several steps per call divided by them)", lambda: plots.benchmark_figure(benchmarks),
+                  out),
     ]
     for path, data in files:
         facts = {"machine_info": data["machine_info"], "commit_info": data.get("commit_info", {})}
-        blocks += [Heading(f"Machine and commit: {path.name}"), facts_table(facts)]
+        blocks.append(Fold(f"Machine and commit: {path.name}", (facts_table(facts),)))
     return blocks
 
 
 def _benchmark_table(files: list[tuple[Path, dict]]) -> Table:
     several = len(files) > 1
+    benchmarks = [bench for _, data in files for bench in data["benchmarks"]]
+    fastest: dict[Any, float] = {}
+    for bench in benchmarks:
+        per_step = bench["stats"]["median"] / plots.steps_per_call(bench)
+        fastest[bench.get("group")] = min(fastest.get(bench.get("group"), per_step), per_step)
     rows = []
     for path, data in files:
         for bench in data["benchmarks"]:
-            stats, extra = bench["stats"], bench.get("extra_info") or {}
+            stats, extra, steps = bench["stats"], bench.get("extra_info") or {}, plots.steps_per_call(bench)
+            base = fastest[bench.get("group")]
+            relative = f"×{stats['median'] / steps / base:.2f}" if base > 0 else "—"
             rows.append(((path.name,) if several else ()) + (
-                bench["name"], str(bench.get("group") or ""), ms(stats["mean"]), ms(stats["median"]),
-                ms(stats["stddev"]), ms(stats["iqr"]), str(stats["rounds"]),
-                *(str(extra.get(key, "")) for key in EXTRA_INFO)))
+                bench["name"], str(bench.get("group") or ""), ms(stats["median"] / steps), relative,
+                ms(stats["mean"] / steps), ms(stats["stddev"] / steps), ms(stats["iqr"] / steps), str(steps),
+                str(stats["rounds"]), *(str(extra.get(key, "")) for key in EXTRA_INFO)))
     headers = (("file",) if several else ()) + (
-        "name", "group", "mean ms", "median ms", "stddev ms", "IQR ms", "rounds", *EXTRA_INFO)
+        "name", "group", "median ms per step", "vs fastest in group", "mean ms", "stddev ms", "IQR ms",
+        "steps per call", "rounds", *EXTRA_INFO)
     return Table(headers, tuple(rows))

@@ -3,7 +3,7 @@
 PerCallRecords come from `harness percall` (a dose-response fit: step time against the number of
 copies of the layer). A short answer to the claim that Dropout(p=0) costs time comes first (for
 the layers whose name starts with "dropout"), then one sentence per record, grouped by model and
-layer, then a table. Records of a busy-wait layer (a known cost) are the method's check and go
+layer, then a table (those two folded). Records of a busy-wait layer (a known cost) are the method's check and go
 to the calibration section (harness.report.calibration), not here.
 
 Constraints: reads records and arranges blocks; each record's sentence is its own
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import harness.report.plots as plots
 from harness.report.reading import RunFolder
-from harness.report.render import Block, Table, VerdictGroup, VerdictLine, ms, us
+from harness.report.render import Block, Fold, Table, VerdictGroup, VerdictLine, ms, us
 from harness.results.records import PerCallRecord
 
 DROPOUT_CLAIM = "Claim: a Dropout layer with p=0 costs time in a training step."
@@ -32,10 +32,11 @@ def per_call_blocks(records: Sequence[PerCallRecord]) -> list[Block]:
     dropout = [r for r in records if r.layer.startswith("dropout")]
     if dropout:
         blocks.append(_dropout_answer(dropout))
-    for (model, layer), rows in plots.group_by(records, lambda r: (r.model, r.layer)).items():
-        blocks.append(VerdictGroup(f"{model}: what does one more {layer} call cost in a training step?",
-                                   tuple(VerdictLine("", r.sentence, _tone(r)) for r in rows)))
-    blocks.append(_per_call_table(records))
+    details: list[Block] = [
+        VerdictGroup(f"{model}: what does one more {layer} call cost in a training step?",
+                     tuple(VerdictLine("", r.sentence, _tone(r)) for r in rows))
+        for (model, layer), rows in plots.group_by(records, lambda r: (r.model, r.layer)).items()]
+    blocks.append(Fold("Per-call fits: each in words, and the table", (*details, _per_call_table(records)), level=3))
     return blocks
 
 

@@ -1,5 +1,8 @@
-"""The run report, section by section: summary, warnings, verdicts, per-call costs, calibration,
-plots, one table per record kind, the cases that are missing, and the environment.
+"""The run report, section by section: summary, warnings (the machine's stability among them), the
+answers table and its notes, the backends against the reference and the engine question
+(harness.report.engines), the study, per-call costs, then folds a reader opens on demand:
+verdicts in words, calibration, plots beyond the first, one raw table per record kind, the
+environment; the cases that are missing stay open. No section is written for data a run lacks.
 
 Constraints: this module arranges blocks from a RunFolder (harness.report.reading) and the
 verdicts (harness.report.verdicts); it reads no file and renders nothing itself. Its only output
@@ -13,71 +16,122 @@ from pathlib import Path
 
 import harness.report.plots as plots
 from backends import REFERENCE
+from harness.report.answers import answer_blocks, comparison_cell, dropout_notes
 from harness.report.calibration import busy_wait_records, calibration_blocks, half_width_curves
+from harness.report.engines import engine_blocks, engine_comparisons, framework_table
+from harness.report.ordering import backend_order
 from harness.report.per_call import measured_records, per_call_blocks
 from harness.report.reading import RunFolder
-from harness.report.render import Block, Heading, Table, Text, facts_table, ms, save_plot
+from harness.report.render import (
+    Block,
+    Fold,
+    Heading,
+    Table,
+    Text,
+    VerdictGroup,
+    facts_table,
+    ms,
+    save_plot,
+    without_constant_columns,
+)
+from harness.report.size_sweep import size_sweep_blocks
+from harness.report.stability import noise_line, stability_warning
 from harness.report.study import study_blocks
-from harness.report.verdicts import FrameworkRatio, framework_ratios, how_to_read, verdict_groups, verdict_tone, where
+from harness.report.verdicts import (
+    NOT_MEASURED,
+    PARITY_QUESTION,
+    FrameworkRatio,
+    framework_ratios,
+    how_to_read,
+    verdict_groups,
+    verdict_tone,
+    where,
+)
 from harness.results.environment import ENVIRONMENT_FILE
 from harness.results.records import (
     RESULTS_FILE,
     ComparisonRecord,
     InspectRecord,
     ParityRecord,
+    PerCallRecord,
     StudyRunRecord,
     TimingRecord,
 )
 from harness.suite.questions import QUESTION_BY_KEY, TIMING_QUESTIONS
-from harness.timing.controls import AA_CONTROL, CONTROLS, INJECTED_CONTROL
+from harness.timing.controls import CONTROLS
+from harness.timing.size_sweep import size_of
 
 _COMPARISON_ORDER = [q.key for q in TIMING_QUESTIONS] + [*CONTROLS, ""]
-# The panel titles of comparisons that answer no question of harness.suite.questions.
-_PANEL_TITLES = {
-    AA_CONTROL: "A/A control: two identical arms of one session. The true change is 0; the CI's largest distance "
-                "from 0 is the session's noise floor.",
-    INJECTED_CONTROL: "Injected control: a copy of the session's first arm that spins a known fraction of its step "
-                      "(the black tick). It should be called slower.",
-}
 
 
 def run_blocks(run: RunFolder, out: Path) -> list[Block]:
-    """The whole run report; plots are saved under `out`."""
+    """The whole run report; plots are saved under `out`.
+
+    It opens with the answers (one table, harness.report.answers) and their notes, the backends
+    against the reference and, where a Keras backend and its engine both ran, what Keras adds over
+    the engine (harness.report.engines); the study's ledger follows, then the per-call answer and
+    the plots. Verdicts in words, controls, calibration and the raw tables are folds, closed until
+    opened. A section without data is left out (the summary line names what this run did not
+    measure)."""
     ratios = framework_ratios(run)
     timings, comparisons = run.of(TimingRecord), run.of(ComparisonRecord)
     inspections, parity = run.of(InspectRecord), run.of(ParityRecord)
+    groups = verdict_groups(run, ratios)
+    measured = [g for g in groups if not _not_measured(g)]
     blocks: list[Block] = [Heading(f"Cross-framework run report: {run.folder.name}", 1), Text(_summary(run))]
-    if run.warnings:
-        blocks += [Heading("Warnings"), *(Text(w, "bad") for w in run.warnings)]
-    blocks += study_blocks(run, out)  # the claims ledger leads when a study ran
-    blocks += [
-        Heading("Verdicts"),
-        Text(how_to_read(run)),
-        *verdict_groups(run, ratios),
-    ]
-    per_call = measured_records(run)
+    warnings = [*run.warnings, *filter(None, [stability_warning(run)])]
+    answers = answer_blocks(run, warnings)
+    if warnings and not answers:
+        blocks += [Heading("Warnings"), *(Text(w, "bad") for w in warnings)]
+    blocks += answers
+    blocks += _short_answers(run, groups, ratios)
+    blocks += engine_blocks(engine_comparisons(run), comparison_cell)
+    blocks += study_blocks(run, out)  # the claims ledger, when a study ran
+    per_call = [r for r in measured_records(run) if size_of(r.model) is None]
     if per_call:
-        blocks += [Heading("Per-call cost"), *per_call_blocks(per_call)]
+        notes = [Text(note, "finding") for note in dropout_notes(run)]
+        blocks += [Heading("Per-call cost"), *per_call_blocks(per_call), *notes]
+    sweep = size_sweep_blocks(measured_records(run), out)  # `harness sweep`'s sized models
+    if sweep:
+        blocks += [Heading("When does a free layer stop mattering? (size sweep)"), *sweep]
+    if measured:
+        blocks.append(Fold("Verdicts in words", (Text(how_to_read(run)), *measured)))
     if any(c.expected_ratio is not None for c in comparisons) or busy_wait_records(run):
-        blocks += [Heading("Calibration"), *calibration_blocks(run)]
-    blocks += [
-        Heading("Plots"),
-        *_run_plots(run, ratios, out),
-        Heading("Timings"),
-        _timing_table(timings) if timings else Text("No timing records in this run.", "missing"),
-        Heading("Comparisons"),
-        _comparison_table(comparisons) if comparisons else Text("No comparison records in this run.", "missing"),
-        Heading("Graph inspection"),
-        _inspect_table(inspections) if inspections else Text("No graph-inspection records in this run.", "missing"),
-        Heading("Parity"),
-        _parity_table(parity) if parity else Text("No parity records in this run.", "missing"),
-        Heading("Missing cases"),
-        _missing_block(run),
-        Heading("Environment"),
-        facts_table(run.environment) if run.environment is not None
-        else Text(f"No usable {ENVIRONMENT_FILE} in {run.folder}: the machine is not recorded.", "missing"),
-    ]
+        blocks.append(Fold("Calibration", tuple(calibration_blocks(run))))
+    blocks += _run_plots(run, ratios, out)
+    tables = [("Timings", timings, _timing_table), ("Comparisons", comparisons, _comparison_table),
+              ("Graph inspection", inspections, _inspect_table), ("Parity", parity, _parity_table)]
+    blocks += [Fold(f"Raw table: {name}", tuple(without_constant_columns(make(records))))
+               for name, records, make in tables if records]
+    if run.has_case_records and run.missing or not run.has_case_records:
+        blocks += [Heading("Missing cases"), _missing_block(run)]
+    blocks.append(Fold("Environment", (facts_table(run.environment),)) if run.environment is not None
+                  else Fold("Environment", (Text(f"No usable {ENVIRONMENT_FILE} in {run.folder}: the machine is not "
+                                                 "recorded.", "missing"),), open=True))
     return blocks
+
+
+def _not_measured(group: VerdictGroup) -> bool:
+    return all(line.sentence == NOT_MEASURED for line in group.lines)
+
+
+def _short_answers(run: RunFolder, groups: Sequence[VerdictGroup], ratios: Sequence[FrameworkRatio]) -> list[Block]:
+    """Under the answers table: parity and the noise floors in a line each, the backends' step
+    times against the reference's in a small table, and the questions this run did not measure,
+    named in one line."""
+    lines = [Text(f"Parity: {line.sentence}", line.tone) for g in groups if g.question == PARITY_QUESTION
+             for line in g.lines if line.sentence != NOT_MEASURED]
+    noise = noise_line(run)
+    if noise:
+        lines.append(Text(noise))
+    lines += framework_table(REFERENCE, ratios)
+    missing = [g.question for g in groups if _not_measured(g)]
+    if missing and len(missing) == len(groups):
+        lines.append(Text(f"Not measured in this run: none of the {len(missing)} timing, graph-node and parity "
+                          "questions (python -m harness run --suite default asks them).", "missing"))
+    elif missing:
+        lines.append(Text(f"Not measured in this run ({len(missing)}): " + " · ".join(missing), "missing"))
+    return lines
 
 
 def _summary(run: RunFolder) -> str:
@@ -93,18 +147,20 @@ def _summary(run: RunFolder) -> str:
     ) if part) or "an unrecorded machine"
     timings, comparisons, parity = run.of(TimingRecord), run.of(ComparisonRecord), run.of(ParityRecord)
     measured = (*timings, *comparisons, *run.of(InspectRecord), *run.of(StudyRunRecord))
-    backends = sorted({r.backend for r in measured} | {b for p in parity for b in p.backends})
+    backends = backend_order({r.backend for r in measured} | {b for p in parity for b in p.backends})
     models = sorted({r.model for r in (*measured, *parity)})
     settings = sorted({f"{r.device}/{r.mode}" for r in (*timings, *comparisons)})
     cases = (f"{run.cases_ok} cases ok, {len(run.missing)} missing" if run.has_case_records
              else f"{run.cases_ok} cases (no case records)")
-    return (
-        f"Run of {env.get('date', 'an unrecorded date')} on {machine}. "
-        f"Backends {', '.join(backends) or 'none'}; models {', '.join(models) or 'none'}; "
-        f"device/mode {', '.join(settings) or 'none'}: {len(timings)} timing arms, "
-        f"{len(comparisons)} comparisons, {len(parity)} parity checks, "
-        f"{len(run.of(InspectRecord))} graph inspections, {len(run.of(StudyRunRecord))} study training runs. {cases}."
-    )
+    counts = ", ".join(f"{n} {name}" for n, name in (
+        (len(timings), "timing arms"), (len(comparisons), "comparisons"), (len(parity), "parity checks"),
+        (len(run.of(InspectRecord)), "graph inspections"), (len(run.of(StudyRunRecord)), "study training runs"),
+        (len(run.of(PerCallRecord)), "per-call fits")) if n)
+    where_run = "; ".join(part for part in (
+        f"backends {', '.join(backends)}" if backends else "", f"models {', '.join(models)}" if models else "",
+        f"device/mode {', '.join(settings)}" if settings else "") if part)
+    said = f"{where_run}: {counts or 'no records'}" if where_run else counts or "no records"
+    return f"Run of {env.get('date', 'an unrecorded date')} on {machine}. {said[0].upper()}{said[1:]}. {cases}."
 
 
 def _run_plots(run: RunFolder, ratios: Sequence[FrameworkRatio], out: Path) -> list[Block]:
@@ -123,18 +179,22 @@ def _run_plots(run: RunFolder, ratios: Sequence[FrameworkRatio], out: Path) -> l
         ("framework_ratios", f"{plots.ratio_name(REFERENCE, [r.other for r in ratios])} time per training step "
          "(baseline, 95% CI)", rows, lambda: plots.framework_ratio_figure(REFERENCE, rows)),
     ]
-    return [save_plot(name, caption, make, out) if data else Text(f"{caption}: no data in this run.", "missing")
-            for name, caption, data, make in wanted]
+    shown: list[Block] = [save_plot(name, caption, make, out) for name, caption, data, make in wanted[:1] if data]
+    folded = [Fold(f"Plot: {caption.split(' (')[0]}", (save_plot(name, caption, make, out),), level=3)
+              for name, caption, data, make in wanted[1:] if data]
+    if not shown and not folded:
+        return []
+    return [Heading("Plots"), *shown, *folded]
 
 
 def _question_panels(run: RunFolder) -> list[plots.QuestionPanel]:
-    """One panel per question and control (in the report's order); a row per comparison, labelled by
-    where it ran. Comparisons that answer no named question (each arm against a session's first)
-    are left to the comparisons table: a hundred rows made the figure unreadable."""
+    """One panel per question (in the report's order); a row per comparison, labelled by where it
+    ran. The controls get no panel: each row's grey band is its session's A/A noise floor already,
+    and a calibration's 40 sessions made two 40-row panels (the calibration section has them).
+    Comparisons that answer no named question are left to the comparisons table."""
     by_question = plots.group_by(_sorted_comparisons(run.of(ComparisonRecord)), lambda c: c.question)
-    return [plots.QuestionPanel(QUESTION_BY_KEY[key].text if key in QUESTION_BY_KEY else _PANEL_TITLES.get(key, key),
-                                tuple((where(c, run), c) for c in rows))
-            for key, rows in by_question.items() if key]
+    return [plots.QuestionPanel(QUESTION_BY_KEY[key].text, tuple((where(c, run), c) for c in rows))
+            for key, rows in by_question.items() if key in QUESTION_BY_KEY]
 
 
 def _sorted_comparisons(comparisons: Sequence[ComparisonRecord]) -> list[ComparisonRecord]:

@@ -16,17 +16,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import harness.report.plots as plots
-from backends import REFERENCE, registry
+from backends import REFERENCE
+from harness.report.ordering import backend_order
 from harness.report.reading import RunFolder
 from harness.report.render import VerdictGroup, VerdictLine
 from harness.results.records import ComparisonRecord, InspectRecord, ParityRecord, TimingRecord
-from harness.stats import FASTER, MIN_PROCESSES, SLOWER, PairedRatio, unpaired_ratio, verdict
+from harness.stats import FASTER, MIN_PROCESSES, SLOWER, PairedRatio, unpaired_across_processes, unpaired_ratio, verdict
 from harness.suite.questions import GRAPH_QUESTIONS, TIMING_QUESTIONS, Question
 from harness.suite.suites import INJECTED_SLOWDOWN
-from harness.timing.controls import AA_CONTROL, CONTROLS, INJECTED_CONTROL
+from harness.timing.controls import AA_CONTROL, CONTROLS, INJECTED_CONTROL, pooled_arm
 
 NOT_MEASURED = "Not measured in this run."
 MAX_LISTED_FAILURES = 10
+MAX_CONTROL_LINES = 6  # more sessions than this: one summary line (the calibration section has the table)
+PARITY_QUESTION = "Are the two frameworks numerically identical on these models?"
+FRAMEWORK_QUESTION_START = "How does the reference backend's"
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ def _graph_line(q: Question, setting: tuple[str, str, str], counts: dict) -> Ver
 
 
 def _parity_verdict(run: RunFolder) -> VerdictGroup:
-    question = "Are the two frameworks numerically identical on these models?"
+    question = PARITY_QUESTION
     checks = [p for p in run.of(ParityRecord) if not p.info]
     if not checks:
         return _group_or_not_measured(question, [])
@@ -139,10 +143,28 @@ def _parity_verdict(run: RunFolder) -> VerdictGroup:
 def _control_verdict(run: RunFolder) -> VerdictGroup:
     controls = [c for c in run.of(ComparisonRecord) if c.question in CONTROLS]
     sessions = plots.group_by(controls, lambda c: (c.session, c.backend, c.model, c.device, c.mode, c.threads))
+    lines = [_control_line(session, run) for session in sessions.values()]
+    if len(lines) > MAX_CONTROL_LINES:
+        lines = [_controls_summary(controls, lines)]
     return _group_or_not_measured(
-        "How far can the timing verdicts be trusted? (A/A noise floor; is an injected slowdown detected?)",
-        [_control_line(session, run) for session in sessions.values()],
-    )
+        "How far can the timing verdicts be trusted? (A/A noise floor; is an injected slowdown detected?)", lines)
+
+
+def _controls_summary(controls: Sequence[ComparisonRecord], lines: Sequence[VerdictLine]) -> VerdictLine:
+    """Many sessions' controls (a calibration) in one line: the floors' range and the detections."""
+    floors = sorted(c.paired.half_width for c in controls if c.question == AA_CONTROL)
+    injected = [c for c in controls if c.question == INJECTED_CONTROL]
+    detected = sum(c.verdict == SLOWER for c in injected)
+    parts = [f"{len(lines)} sessions"]
+    if floors:
+        parts.append(f"A/A noise floor ±{floors[0] * 100:.1f}% to ±{floors[-1] * 100:.1f}% "
+                     f"(median ±{floors[len(floors) // 2] * 100:.1f}%)")
+    if injected:
+        parts.append(f"injected slowdown detected in {detected} of {len(injected)}")
+    bad = sum(line.tone == "bad" for line in lines)
+    caveat = f"; {bad} sessions may miss effects of that size" if bad else ""
+    return VerdictLine("", "; ".join(parts) + caveat + " (per session: the calibration section and the comparisons "
+                           "table).", "bad" if bad else "good")
 
 
 def _control_line(session: list[ComparisonRecord], run: RunFolder) -> VerdictLine:
@@ -168,11 +190,11 @@ def _control_line(session: list[ComparisonRecord], run: RunFolder) -> VerdictLin
 def framework_ratios(run: RunFolder) -> list[FrameworkRatio]:
     """Reference ÷ other backend per-step time of the baseline, per model, device, mode and threads.
 
-    Each backend runs in its own process, so their rounds are not paired: unpaired_ratio. Other
-    backends come in registry order, then any name the registry does not know (older records).
+    Each backend runs in its own processes, so their rounds are not paired: an unpaired ratio over
+    processes (_unpaired). Other
+    backends come in harness.report.ordering.backend_order (a Keras backend beside its engine).
     """
     baselines = [t for t in run.of(TimingRecord) if t.role == "arm" and t.variant == "baseline"]
-    known = list(registry())
     ratios = []
     for (model, device, mode, threads), group in plots.group_by(
             baselines, lambda t: (t.model, t.device, t.mode, t.threads)).items():
@@ -180,13 +202,21 @@ def framework_ratios(run: RunFolder) -> list[FrameworkRatio]:
         if REFERENCE not in by_backend:
             continue
         setting = f"{model} / {device} / {mode}" + (f" / {_threads(threads)}" if run.several_thread_counts else "")
-        others = sorted((b for b in by_backend if b != REFERENCE),
-                        key=lambda b: (known.index(b) if b in known else len(known), b))
-        ratios += [FrameworkRatio(setting, other,
-                                  unpaired_ratio(plots.step_times(by_backend[other]),
-                                                 plots.step_times(by_backend[REFERENCE])))
+        others = [b for b in backend_order(by_backend) if b != REFERENCE]
+        ratios += [FrameworkRatio(setting, other, _unpaired(by_backend[other], by_backend[REFERENCE]))
                    for other in others]
     return ratios
+
+
+def _unpaired(a: Sequence[TimingRecord], b: Sequence[TimingRecord]) -> PairedRatio:
+    """b ÷ a for arms timed in different processes: Welch's t over the two sides' worker processes
+    (stats.unpaired_across_processes, as framework_comparisons does), each side's sessions pooled;
+    a bootstrap over rounds only where a side kept fewer than two processes (older records)."""
+    sides = [pooled_arm(list(side)) if all(r.times_s for r in side) else None for side in (a, b)]
+    if all(side is not None and side.processes > 1 for side in sides):
+        return unpaired_across_processes(sides[0].times_s, sides[0].process_of_round, sides[1].times_s,
+                                         sides[1].process_of_round)
+    return unpaired_ratio(plots.step_times(a), plots.step_times(b))
 
 
 def _framework_verdict(ratios: Sequence[FrameworkRatio]) -> VerdictGroup:

@@ -277,6 +277,9 @@ class StudyRunRecord(Record):
     val_loss: float
     val_acc: float
     elapsed_s: float
+    # Per kernel layer after training: {"size", "exact" (fraction exactly 0), "near" (fraction within
+    # 1e-6 of the layer's largest |w|)} (harness/study/metrics.py: sparsity); {} in older records.
+    sparsity: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,13 @@ class Dataset:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    # One sample's natural shape, (H, W, C) or (L,), also when the model reads it flattened (an mlp
+    # on digits): what the `augment` variant shifts (harness/study/augment.py). () means input_shape.
+    sample_shape: tuple[int, ...] = ()
+
+    @property
+    def natural_shape(self) -> tuple[int, ...]:
+        return self.sample_shape or self.input_shape
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -69,9 +76,10 @@ def load_dataset(text: str, images: bool, where: str = "--data") -> Dataset:
     if images and x.ndim == 2:  # a set of sequences has no image form
         raise HarnessInputError(f"{where}: {kind} holds vectors of {x.shape[1]} features; use a model whose "
                                 f"input_shape is ({x.shape[1]},)")
+    sample_shape = tuple(x.shape[1:])
     if not images:
         x = x.reshape(len(x), -1)
-    return split_and_standardize(kind, x, y)
+    return replace(split_and_standardize(kind, x, y), sample_shape=sample_shape)
 
 
 def split_and_standardize(name: str, x: np.ndarray, y: np.ndarray) -> Dataset:

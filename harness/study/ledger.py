@@ -29,15 +29,21 @@ import numpy as np
 from backends import REFERENCE
 from harness.results.records import BNVarianceShiftRecord, Record, StudyEpochRecord, StudyRunRecord, from_dict
 from harness.stats import CONFIDENCE
+from harness.study.metrics import NEAR_ZERO
 from harness.study.suites import (  # noqa: F401 (the variant labels, re-exported for the report)
+    AUGMENT,
     BN_BEFORE_DROPOUT,
     BN_ONLY,
     DROPOUT,
     DROPOUT0_BEFORE_BN,
     DROPOUT_BEFORE_BN,
     EARLY_STOPPING,
+    L1,
     L2,
     NONE,
+    QUICK_VARIANTS,
+    SGD,
+    SGD_L1,
     STUDY_VARIANTS,
 )
 
@@ -257,11 +263,45 @@ def _dropout0_before_bn(s: _Runs) -> tuple[SeedEstimate, str] | None:
     return found, note
 
 
+def _sparsity_by_seed(s: _Runs, variant: str, key: str) -> dict[int, float]:
+    """Per seed, the % of all kernel weights (layers pooled by size) whose sparsity `key` holds
+    ("exact": exactly 0; "near": within NEAR_ZERO of the layer's largest |w|)."""
+    found = {}
+    for seed, run in s.runs.get(variant, {}).items():
+        layers = run.sparsity.values()
+        size = sum(layer["size"] for layer in layers)
+        if size:
+            found[seed] = 100 * sum(layer[key] * layer["size"] for layer in layers) / size
+    return found
+
+
+def _l1_sparsity(without: str, with_l1: str, key: str) -> Estimator:
+    def estimate(s: _Runs) -> tuple[SeedEstimate, str] | None:
+        base, l1 = _sparsity_by_seed(s, without, key), _sparsity_by_seed(s, with_l1, key)
+        found = _paired(base, l1)
+        if found is None:
+            return None
+        if not any(base.values()) and not any(l1.values()):  # what "identical in every seed" means here
+            return found, f" No kernel weight was {'exactly' if key == 'exact' else 'about'} 0, with or without L1."
+        runs = s.runs[with_l1].values()
+        per_layer = ", ".join(f"{layer} {100 * np.mean([r.sparsity[layer][key] for r in runs]):.2f}%"
+                              for layer in next(iter(runs)).sparsity)
+        return found, f" With L1, per layer (mean over seeds): {per_layer}."
+
+    return estimate
+
+
 CLAIMS = (
     Claim("L2 narrows the train/validation gap", "(train - val accuracy) with L2 minus without", PP, -1,
           _run_difference(NONE, L2, _gap)),
     Claim("Dropout narrows the train/validation gap", "(train - val accuracy) with dropout 0.5 minus without", PP, -1,
           _run_difference(NONE, DROPOUT, _gap)),
+    Claim("Data augmentation narrows the train/validation gap",
+          "(train - val accuracy) with shifted, noisy training data minus without", PP, -1,
+          _run_difference(NONE, AUGMENT, _gap)),
+    Claim("BatchNorm alone narrows the train/validation gap",
+          "(train - val accuracy) with BN where the dropout was minus without", PP, -1,
+          _run_difference(NONE, BN_ONLY, _gap)),
     Claim("Early stopping lowers the final validation loss", "final val loss with early stopping minus without", NATS,
           -1, _run_difference(NONE, EARLY_STOPPING, _val_loss)),
     Claim("L2 makes fewer weights stay constant between epochs",
@@ -278,6 +318,16 @@ CLAIMS = (
           RATIO, 1, _variance_shift, null=1.0),
     Claim("Dropout(p=0) before BN changes BN's statistics", "final val loss, dropout(p=0) before BN minus BN alone",
           NATS, 0, _dropout0_before_bn),
+    Claim("L1 makes some weights exactly 0 (Adam)", "% of kernel weights exactly 0 after training, L1 minus none",
+          PP, 1, _l1_sparsity(NONE, L1, "exact")),
+    Claim("L1 makes some weights exactly 0 (SGD)", "% of kernel weights exactly 0 after training, L1 minus none",
+          PP, 1, _l1_sparsity(SGD, SGD_L1, "exact")),
+    Claim("L1 drives weights to about 0 (Adam)",
+          f"% of kernel weights within {NEAR_ZERO:g} x their layer's largest |w| of 0, L1 minus none", PP, 1,
+          _l1_sparsity(NONE, L1, "near")),
+    Claim("L1 drives weights to about 0 (SGD)",
+          f"% of kernel weights within {NEAR_ZERO:g} x their layer's largest |w| of 0, L1 minus none", PP, 1,
+          _l1_sparsity(SGD, SGD_L1, "near")),
 )
 
 

@@ -15,6 +15,11 @@
   (dropout off) on the validation data. Dropout at rate p scales kept units by 1/(1-p), so for
   zero-mean inputs the training variance is 1/(1-p) times the evaluation variance; the study
   records the median over channels.
+- Sparsity (does L1 make weights exactly 0?): per kernel layer, after training, its size, the
+  fraction of its weights exactly 0.0 and the fraction within NEAR_ZERO of 0 relative to the
+  layer's largest |w|. An L1 penalty trained by SGD or Adam is a subgradient step (sign(w) * l1),
+  which overshoots 0 rather than landing on it; only a proximal step (soft thresholding) sets
+  weights to exactly 0, so the two fractions tell "exactly 0" from "small".
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 TOLERANCES = (0.0, 1e-3, 1e-2, 1e-1)
+NEAR_ZERO = 1e-6  # of the layer's largest |w|: "near 0" for the sparsity fractions
 
 
 def constancy(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray],
@@ -40,6 +46,18 @@ def constancy(before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray],
             raise ValueError(f"{key}: shape {old.shape} before, {new.shape} after")
         change, scale = np.abs(new - old), np.abs(old)
         found[key] = {f"{t:g}": float(np.mean(change <= t * scale)) for t in tolerances}
+    return found
+
+
+def sparsity(kernels: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """{layer key: {"size": weights, "exact": fraction exactly 0, "near": fraction with
+    |w| <= NEAR_ZERO * max|w|}} for each kernel (e.g. "0.weight")."""
+    found = {}
+    for key, kernel in kernels.items():
+        w = np.abs(np.asarray(kernel, dtype=np.float64))
+        scale = float(w.max()) if w.size else 0.0
+        found[key] = {"size": float(w.size), "exact": float(np.mean(w == 0.0)),
+                      "near": float(np.mean(w <= NEAR_ZERO * scale))}
     return found
 
 

@@ -9,20 +9,21 @@ run folder holds study cases exactly as it holds timing cases: durable per finis
 loses at most the seed in flight), resumable with --resume, reported by `harness report`
 (harness/report/study.py). The `reference` suite of `harness run` includes the default study.
 
-The variants answer the claims of the ledger (harness/study/ledger.py): none, L2, dropout and
-early stopping for the overfitting claims; BN with dropout before it at p = 0 and p = 0.5, and
-BN before dropout, for the two BatchNorm claims.
+The variants answer the claims of the ledger (harness/study/ledger.py): none, L2, dropout, early
+stopping, augmentation and BN alone for the train/validation gap claims; BN with dropout before it
+at p = 0 and p = 0.5, and BN before dropout, for the BatchNorm claims; L1 with Adam and SGD (and
+SGD alone) for L1's sparsity. harness/study/suites.py says which targets train which variants.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from harness.running.case import THREADS_TOKEN, Case
-from harness.study.suites import CASE_TIMEOUT_S, STUDY_MODES, StudySuite
+from harness.study.suites import CASE_TIMEOUT_S, STUDY_MODES, StudySuite, StudyTarget
 from harness.study.train import StudyPlan, StudyVariant
 
 
@@ -31,22 +32,21 @@ def plan_study_cases(suite: StudySuite, backends, unavailable: dict[str, str] | 
     """The cases of a study: one per (data set, model, backend, seed), every variant inside.
     `data` replaces the suite's data sets (each with the suite's models for it, or mlp)."""
     unavailable = unavailable or {}
-    datasets = suite.datasets
-    if data is not None:
+    targets = suite.targets
+    if data is not None:  # each of the suite's targets on that kind of data, or an mlp with every variant
         kind = data.partition(":")[0]
-        models = tuple(dict.fromkeys(model for name, model in suite.datasets if name == kind)) or ("mlp",)
-        datasets = tuple((data, model) for model in models)
-    variants = [StudyVariant.parse(text).label for text in suite.variants]
+        targets = tuple(replace(t, data=data) for t in suite.targets if t.data == kind) or (StudyTarget(data, "mlp"),)
     cases = []
-    for data_name, model in datasets:
+    for target in targets:
+        variants = [StudyVariant.parse(text).label for text in target.variants]
         for backend in backends:
             for seed in range(suite.seeds):
                 plan = StudyPlan(epochs=suite.epochs, seeds=(seed,), mode=STUDY_MODES.get(backend, "eager"))
-                job = {"backend": backend, "threads": THREADS_TOKEN, "data": data_name, "model": model,
+                job = {"backend": backend, "threads": THREADS_TOKEN, "data": target.data, "model": target.model,
                        "variants": variants, "plan": asdict(plan)}
                 argv = (sys.executable, "-m", "harness.study.worker", json.dumps(job), "{json}")
-                cases.append(Case(f"study/{data_name}/{model}/{backend}/seed{seed}", argv, CASE_TIMEOUT_S,
-                                  f"study {data_name} {model} {backend} seed {seed}",
+                cases.append(Case(f"study/{target.data}/{target.model}/{backend}/seed{seed}", argv, CASE_TIMEOUT_S,
+                                  f"study {target.data} {target.model} {backend} seed {seed}",
                                   suite.expected_s_per_run * len(variants), unavailable.get(backend, ""),
                                   exclusive=False))
     return cases

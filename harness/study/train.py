@@ -29,28 +29,34 @@ from harness.model.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, Max
 from harness.model.spec import ModelSpec, Optimizer
 from harness.model.variants import apply_variant, parse_variant
 from harness.results.records import BNVarianceShiftRecord, Record, StudyEpochRecord, StudyRunRecord
+from harness.study.augment import FLIP_DATA, augment
 from harness.study.datasets import Dataset
-from harness.study.metrics import EarlyStopping, constancy, variance_shift
+from harness.study.metrics import EarlyStopping, constancy, sparsity, variance_shift
 
-EARLY_STOPPING = "early_stopping"  # the study-only token of a variant: train with early stopping
+EARLY_STOPPING = "early_stopping"  # a study-only token of a variant: train with early stopping
+AUGMENT = "augment"  # a study-only token: train on augmented copies of the training split (harness/study/augment.py)
+AUGMENT_STREAM = 4271  # the augmentation generator's own stream beside (seed, epoch)
 
 
 @dataclass(frozen=True)
 class StudyVariant:
-    """A spec variant (harness/model/variants.py) plus whether training stops early."""
+    """A spec variant (harness/model/variants.py) plus the study-only tokens: whether training
+    stops early, whether it sees augmented data."""
 
     spec_variant: str
     early_stopping: bool = False
+    augment: bool = False
 
     @classmethod
     def parse(cls, text: str, source: str = "--variant") -> StudyVariant:
         parts = [part.strip() for part in text.split(",")]
-        early = EARLY_STOPPING in parts
-        return cls(parse_variant(",".join(p for p in parts if p != EARLY_STOPPING), source).label, early)
+        spec_parts = [p for p in parts if p not in (EARLY_STOPPING, AUGMENT)]
+        return cls(parse_variant(",".join(spec_parts), source).label, EARLY_STOPPING in parts, AUGMENT in parts)
 
     @property
     def label(self) -> str:
-        return f"{self.spec_variant},{EARLY_STOPPING}" if self.early_stopping else self.spec_variant
+        tokens = [token for token, on in ((AUGMENT, self.augment), (EARLY_STOPPING, self.early_stopping)) if on]
+        return ",".join([self.spec_variant, *tokens])
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,11 @@ def train_run(backend, data: Dataset, model_name: str, variant: StudyVariant, se
                if variant.early_stopping else None)
     records: list[Record] = []
     for epoch in range(plan.epochs):
-        fit_loss = model.train_epoch(data.x_train, data.y_train, seed=seed * 100_003 + epoch)
+        x_fit = data.x_train
+        if variant.augment:  # fresh copies each epoch, the same in every framework; clean data for evaluation
+            x_fit = augment(data.x_train, data.natural_shape, data.name in FLIP_DATA,
+                            np.random.default_rng([seed, epoch, AUGMENT_STREAM]))
+        fit_loss = model.train_epoch(x_fit, data.y_train, seed=seed * 100_003 + epoch)
         train, val = model.evaluate(data.x_train, data.y_train), model.evaluate(data.x_val, data.y_val)
         current = {k: w for k, w in model.get_weights().items() if k in kernels}
         records.append(StudyEpochRecord(**where, epoch=epoch, train_loss=train.loss, train_acc=train.accuracy,
@@ -143,7 +153,8 @@ def train_run(backend, data: Dataset, model_name: str, variant: StudyVariant, se
         stopped_epoch=(stopper.stopped_epoch or None) if stopper is not None else None,
         restored_epoch=stopper.restored_epoch if stopper is not None else None,
         train_loss=train.loss, train_acc=train.accuracy, val_loss=val.loss, val_acc=val.accuracy,
-        elapsed_s=time.perf_counter() - started))
+        elapsed_s=time.perf_counter() - started,
+        sparsity=sparsity({k: w for k, w in model.get_weights().items() if k in kernels})))
     return records
 
 

@@ -53,6 +53,10 @@ TIMING_QUESTIONS = (
 )
 QUESTION_BY_KEY = {q.key: q for q in TIMING_QUESTIONS}
 
+# A question across backends, not within a session: a Keras backend's baseline step against its
+# engine's own (harness.report.engines), unpaired.
+ENGINE_QUESTION = Question("keras_over_engine", "What does Keras add over the engine it runs on?", BASELINE, BASELINE)
+
 GRAPH_QUESTIONS = (
     Question("dropout_p0_nodes", "Does a Dropout(p=0) layer add graph nodes?", "dropout=absent", "dropout=0"),
     Question("l2_zero_nodes", "Does l2=0.0 add graph nodes compared with no regularizer?", "l2=absent", "l2=0"),

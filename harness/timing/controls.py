@@ -31,6 +31,9 @@ FRAMEWORK = "framework"
 REFERENCE_LOOP = "hand-written loop"
 AA_SUFFIX = " (A/A copy)"
 BASELINE_EAGER = ("baseline", "eager")  # the harness step the hand-written loop is compared with
+# An A/A noise floor wider than this: the machine was not stable enough for effects of a few percent
+# (a quiet 2-core CPU machine reaches ±0.5-1%; under load ±3-6%). `time` and the report warn above it.
+NOISY_FLOOR = 0.02
 
 
 def base_of(control: TimingRecord, records: list[TimingRecord]) -> TimingRecord:
@@ -112,11 +115,35 @@ def framework_comparisons(records: list[TimingRecord]) -> list[ComparisonRecord]
     return found
 
 
+def pooled_arm(records: list[TimingRecord]) -> TimingRecord:
+    """Records of one arm measured alike in several sessions (or runs) as one record: their rounds
+    pooled, each record's processes numbered apart so that no two share an id (for an unpaired
+    comparison over processes, framework_comparisons). A record that kept no process ids counts
+    as one process."""
+    times, processes, offset = [], [], 0
+    for r in records:
+        ids = r.process_of_round if len(r.process_of_round) == len(r.times_s) else (0,) * len(r.times_s)
+        times += list(r.times_s)
+        processes += [offset + p for p in ids]
+        offset += max(ids, default=-1) + 1
+    return replace(records[0], times_s=tuple(times), process_of_round=tuple(processes), processes=offset,
+                   rounds=len(times))
+
+
 def widest_half_width(records: list[TimingRecord]) -> float:
     """The precision a session of arms has reached: the widest CI half-width (about its estimate)
-    of its comparisons (each arm against the first, each control against its base); 0 for a
-    single arm."""
-    return max(c.paired.ci_half_width for c in compare_against_first(records)) if len(records) > 1 else 0.0
+    of its comparisons (each arm against the first, each control against its base). A single arm
+    has nothing to compare, so its precision is that of its own step time (own_half_width):
+    never 0, which would call the precision reached at once."""
+    if len(records) > 1:
+        return max(c.paired.ci_half_width for c in compare_against_first(records))
+    return own_half_width(records[0])
+
+
+def own_half_width(record: TimingRecord) -> float:
+    """The 95% CI half-width of one arm's mean log step time over its processes (a fraction)."""
+    e = stats.across_processes(np.log(record.times_s), record.process_of_round or None)
+    return max(e.ci_high - e.value, e.value - e.ci_low)
 
 
 def step_time_half_width(records: list[TimingRecord]) -> float:
@@ -124,5 +151,4 @@ def step_time_half_width(records: list[TimingRecord]) -> float:
     pair): the widest of its own comparisons' half-widths and of each arm's mean log step time
     over processes (a fraction). An unpaired ratio of two sides at precision p each is known to
     about p * sqrt(2)."""
-    own = [stats.across_processes(np.log(r.times_s), r.process_of_round) for r in records if r.role == "arm"]
-    return max([widest_half_width(records), *(max(e.ci_high - e.value, e.value - e.ci_low) for e in own)])
+    return max([widest_half_width(records), *(own_half_width(r) for r in records if r.role == "arm")])

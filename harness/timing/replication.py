@@ -59,8 +59,11 @@ class Replicated:
     plan: ReplicationPlan
 
     def summary(self) -> str:
-        return (f"{self.stop_reason}: CI half-width {self.plan.format(self.reached)} after "
-                f"{self.records[0].processes} processes, {self.elapsed_s:.0f} s")
+        processes = self.records[0].processes
+        reached = (f"CI half-width {self.plan.format(self.reached)}" if math.isfinite(self.reached)
+                   else "no CI over processes (it needs two)")
+        return f"{self.stop_reason}: {reached} after {processes} process{'' if processes == 1 else 'es'}, " \
+               f"{self.elapsed_s:.0f} s"
 
 
 def merge_processes(per_process: Sequence[Sequence[TimingRecord]], ends_s: Sequence[float],
@@ -133,6 +136,8 @@ def _progress_line(index: int, process_s: float, elapsed_s: float, reached: floa
     """After each process: where the CI stands; after the first, the overrun a user should expect
     when the processes a verdict needs will not fit the budget (they run anyway)."""
     done = f"process {index + 1} done in {process_s:.0f} s"
+    if index > 0 and not math.isfinite(reached):
+        return f"{done}; no CI yet after {elapsed_s:.0f} s (budget {replication.budget_s:.0f} s)"
     if index > 0:
         return (f"{done}; CI half-width {replication.format(reached)} after {elapsed_s:.0f} s "
                 f"(target {replication.format(replication.precision)}, budget {replication.budget_s:.0f} s)")
