@@ -48,6 +48,16 @@ def default_pool_size() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def thread_settings() -> dict[str, object]:
+    """The XLA CPU thread settings a JAX-engine backend reports in settings()."""
+    return {
+        "intra_op_threads": pool_threads() or default_pool_size(),  # XLA's tf_XLAEigen pool
+        "pjrt_nproc": os.environ.get("PJRT_NPROC", "unset"),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "x64": "off globally; float64 models run in jax.enable_x64(True)",
+    }
+
+
 def configure_pool(threads: int, client_exists: bool) -> None:
     """Size XLA's CPU intra-op pool: PJRT_NPROC while the CPU client does not exist yet
     (`client_exists`: jax._src.xla_bridge.backends_are_initialized()); once it exists its size is

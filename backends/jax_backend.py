@@ -40,20 +40,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 from collections.abc import Callable
 
 import numpy as np
 
 from backends._jax_layers import BUILDERS, apply_layers, dropout, weight_layouts
-from backends._jax_xla import (
-    configure_pool,
-    count_hlo,
-    count_jaxpr,
-    count_jaxpr_inlined,
-    default_pool_size,
-    pool_threads,
-)
+from backends._jax_xla import configure_pool, count_hlo, count_jaxpr, count_jaxpr_inlined, thread_settings
 from backends.base import Availability, Backend, GraphCount, Model, Weights, layer_builder
 from harness.model.layers import KERNEL_LAYERS
 from harness.model.spec import ModelSpec, infer_shapes
@@ -301,10 +293,7 @@ class JaxBackend(Backend):
             "jaxlib": jaxlib.__version__,
             "optax": self.optax.__version__,
             "device": str(self.device),
-            "intra_op_threads": pool_threads() or default_pool_size(),  # XLA's tf_XLAEigen pool
-            "pjrt_nproc": os.environ.get("PJRT_NPROC", "unset"),
-            "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "x64": "off globally; float64 models run in jax.enable_x64(True)",
+            **thread_settings(),
         }
 
     def _build(self, spec: ModelSpec, mode: str, dtype: str) -> JaxModel:

@@ -36,19 +36,11 @@ kernel_regularizer, NHWC flatten order permuted in the weights).
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 
 import numpy as np
 
-from backends._jax_xla import (
-    configure_pool,
-    count_hlo,
-    count_jaxpr,
-    count_jaxpr_inlined,
-    default_pool_size,
-    pool_threads,
-)
+from backends._jax_xla import configure_pool, count_hlo, count_jaxpr, count_jaxpr_inlined, thread_settings
 from backends._keras_engine import import_keras, keras_availability
 from backends._keras_model import KerasModel, keras_dropout_probe
 from backends.base import Availability, Backend, GraphCount
@@ -212,10 +204,7 @@ class KerasJaxBackend(Backend):
             "keras_engine": ENGINE,
             "jax": self.jax.__version__,
             "device": self.device,
-            "intra_op_threads": pool_threads() or default_pool_size(),  # XLA's tf_XLAEigen pool
-            "pjrt_nproc": os.environ.get("PJRT_NPROC", "unset"),
-            "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "x64": "off globally; float64 models run in jax.enable_x64(True)",
+            **thread_settings(),
         }
 
     def _build(self, spec: ModelSpec, mode: str, dtype: str) -> KerasJaxModel:
