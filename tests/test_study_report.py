@@ -366,3 +366,15 @@ def test_a_run_without_study_records_has_no_section(tmp_path):
 def test_l1_rows_say_when_no_weight_was_exactly_zero_in_either_variant(rows):
     assert _row(rows, "L1 makes some weights exactly 0 (Adam)").sentence.endswith(
         ": identical in every seed. No kernel weight was exactly 0, with or without L1.")
+
+
+def test_a_variant_a_target_did_not_train_gets_no_empty_axes():
+    from harness.report.study import curves_figure
+
+    records = [r for r in _study(backends=("torch",), variants=(NONE, L1)) if isinstance(r, StudyEpochRecord)]
+    records += [replace(r, data="mnist1d") for r in _study(backends=("torch",), variants=(NONE,))
+                if isinstance(r, StudyEpochRecord)]  # mnist1d trained NONE only
+    fig = curves_figure(records)
+    off = [ax for ax in fig.axes if not ax.axison]
+    assert len(off) == 1 and "not trained" in off[0].texts[0].get_text() and not off[0].lines
+    assert all(ax.lines for ax in fig.axes if ax.axison)  # every shown panel has curves

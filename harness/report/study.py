@@ -239,6 +239,11 @@ def curves_figure(epochs: Sequence[StudyEpochRecord]) -> Figure:
     for row, variant in enumerate(variants):
         for col, (data, model) in enumerate(settings):
             ax = axes[row, col]
+            if not any((data, model, variant, b) in cells for b in backends):  # a variant this target did not train
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"{data} / {model}: {variant}\nnot trained on this data set and model",
+                        ha="center", va="center", fontsize=8, color=plots.NEUTRAL_COLOR, transform=ax.transAxes)
+                continue
             for index, backend in enumerate(backends):
                 by_epoch = plots.group_by(cells.get((data, model, variant, backend), []), lambda r: r.epoch)
                 x, color = np.array(sorted(by_epoch)) + 1, backend_color(backend)
@@ -256,7 +261,7 @@ def curves_figure(epochs: Sequence[StudyEpochRecord]) -> Figure:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
     for ax in axes[-1]:
-        ax.set_xlabel("epochs trained")
+        ax.set_xlabel("epochs trained")  # (a panel turned off shows no label)
     fig.legend(handles=[*_backend_lines(backends, marked=True),
                         Line2D([], [], color=plots.NEUTRAL_COLOR, label="train"),
                         Line2D([], [], color=plots.NEUTRAL_COLOR, linestyle="--", label="validation")],
