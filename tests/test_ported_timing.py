@@ -135,3 +135,11 @@ def test_time_of_your_own_models_through_the_cli(tmp_path):
         ("eager", "torch/eager", "keras on tensorflow/eager"),
         ("compiled", "torch/compiled", "keras on tensorflow/compiled")]
     assert all(r["processes"] == 3 and r["derived"]["sentence"] in done.stdout for r in across)
+
+
+def test_a_pair_is_timed_on_torch_and_tensorflow_only():
+    done = subprocess.run([sys.executable, "-m", "harness", "time", "--torch", TEXT.torch, "--keras", TEXT.keras,
+                           "--input-shape", "40", "--input-ints", "1000", "--classes", "10", "--backend", "jax"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--backend jax: a pair given with --torch/--keras is timed on torch or tensorflow" in done.stderr

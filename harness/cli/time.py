@@ -9,7 +9,7 @@ import argparse
 import math
 from collections.abc import Sequence
 
-from backends import REFERENCE, backend_class, backend_names, parity_partners
+from backends import backend_class, backend_names
 from harness.cli.arguments import add_model_args, add_pair_args, add_threads, choices, epilog, subcommand
 from harness.cli.options import (
     bounded_float,
@@ -25,7 +25,7 @@ from harness.model.resources import check_fits
 from harness.model.spec import resolve_spec
 from harness.model.variants import Arm, parse_variants, variant_arms
 from harness.ported.pair import PairSource
-from harness.ported.timing import OPTIMIZERS, side_label
+from harness.ported.timing import OPTIMIZERS, PAIR_BACKENDS, side_label
 from harness.stats import MIN_PROCESSES
 from harness.timing.controls import (
     AA_CONTROL,
@@ -123,7 +123,10 @@ def _time_pair(args, modes: tuple[str, ...]) -> int:
     Keras step against torch's: unpaired, so its CI is over the two sides' processes."""
     pair = pair_source(args, {"--model": args.model, "--spec": args.spec, "--variant": args.variant,
                               "--reference-loop": args.reference_loop})
-    names = [args.backend] if args.backend else [REFERENCE, *parity_partners()]
+    if args.backend and args.backend not in PAIR_BACKENDS:
+        raise HarnessInputError(f"--backend {args.backend}: a pair given with --torch/--keras is timed on "
+                                f"{' or '.join(PAIR_BACKENDS)} (its Keras side runs on TensorFlow)")
+    names = [args.backend] if args.backend else list(PAIR_BACKENDS)
     requests = [timing_request(args, modes, pair=pair, backend=name, aa=args.aa, inject=args.inject_slowdown)
                 for name in names]  # every option checked before the first worker starts
     records, comparisons = [], []

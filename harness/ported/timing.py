@@ -27,6 +27,11 @@ OPTIMIZERS = ("sgd", "adam")
 SGD_LR, SGD_MOMENTUM, ADAM_LR = 0.01, 0.9, 1e-3
 
 
+# The backends that time a user's pair: torch's model, and the Keras port on TensorFlow (its step is
+# written with tf.GradientTape; Keras on torch or JAX would need a step of its own engine).
+PAIR_BACKENDS = ("torch", "tensorflow")
+
+
 def side_of(backend_name: str) -> str:
     """Which of the pair's models a backend times: torch's own, or the Keras port."""
     return "torch" if backend_name == "torch" else "keras"
