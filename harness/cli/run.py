@@ -106,17 +106,20 @@ def _add_study_parser(sub) -> None:
     backends, _, _ = choices()
     p = subcommand(sub, "study", cmd_study, help="train on real data: what regularization does, both frameworks, CIs",
                     description="Train small models on an offline data set in each framework (same initial weights, "
-                                "same batches), for each variant (none, L2, dropout, early stopping, BN with dropout "
-                                "before and after it) and seed; record per-epoch losses, accuracies and weight "
-                                "constancy, and BatchNorm's variance shift; then report a claims ledger with paired "
+                                "same batches), for each variant (none, L2, dropout, early stopping, augmentation, BN "
+                                "alone, BN with dropout before and after it, L1 with Adam and SGD) and seed; record "
+                                "per-epoch losses, accuracies and weight constancy, BatchNorm's variance shift and "
+                                "the kernels' sparsity; then report a claims ledger with paired "
                                 "CIs. Results go to --out as `run` writes them (durable per case, --resume).",
                     **epilog("study --data digits --suite quick --out reports/runs/study",
                               "study --suite default --out reports/runs/study-default",
                               "study --data cifar10:/data/cifar-10-batches-py --seeds 3 --out reports/runs/cifar",
                               variants=False))
     p.add_argument("--suite", choices=list(STUDY_SUITES), default="quick",
-                   help="quick: digits mlp, 3 seeds, 10 epochs; default: digits mlp and mnist1d mlp, 5 seeds, "
-                        "20 epochs; full: default plus digits cnn, 10 seeds, 30 epochs (default: quick)")
+                   help="; ".join(f"{name}: " + ", ".join(f"{t.data} {t.model} ({len(t.variants)} variants)"
+                                                          for t in suite.targets)
+                                  + f", {suite.seeds} seeds, {suite.epochs} epochs"
+                                  for name, suite in STUDY_SUITES.items()) + " (default: quick)")
     p.add_argument("--data", metavar="D", help="digits, mnist1d or cifar10:PATH (a folder of the python-pickle "
                                                 "batches; never downloaded) instead of the suite's data sets")
     p.add_argument("--seeds", type=bounded_int(1, 1000), metavar="N", help="seeds per variant (default: the suite's)")
