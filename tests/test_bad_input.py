@@ -222,6 +222,8 @@ def out_of_range(option: str, value: str):
                  ["--data: cifar10:/nonexistent/cifar: no such folder"], id="study-cifar-missing"),
     pytest.param(None, ["study", "--data", "wobble"], ["--data: 'wobble' is not a data set"], id="study-data-unknown"),
     pytest.param(None, ["study", "--seeds", "0"], ["argument --seeds: 0 is not in [1, "], id="study-seeds-0"),
+    pytest.param(None, ["study", "--jobs", "1024", "--threads", "1"], ["--jobs 1024 with --threads 1: 1024 threads on "
+                                                                       "the"], id="study-jobs-above-cores"),
     # calibrate: at least one session, a slowdown to detect.
     pytest.param(None, [*CALIBRATE, "--comparisons", "0"], ["argument --comparisons: 0 is not in [1, "],
                  id="calibrate-comparisons-0"),

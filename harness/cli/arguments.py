@@ -45,11 +45,13 @@ def add_pair_args(parser) -> None:
     own.add_argument("--seed", type=bounded_int(0, 2**31 - 1), default=0, metavar="S", help="(default: 0)")
 
 
-def add_threads(parser, per_node: bool = False) -> None:
+def add_threads(parser, per_node: bool = False, default_text: str = "") -> None:
     """--threads; `per_node`: a command whose cases may run on a Ray cluster leaves it unset
-    (None) by default, so that each case takes the cores of the node it lands on."""
-    default = (f"{DEFAULT_THREADS}, the cores available; with --executor ray the cores of the node a timing case "
-               "owns, 1 for the others") if per_node else f"{DEFAULT_THREADS}, the cores available"
+    (None) by default, so that each case takes the cores of the node it lands on. `default_text`:
+    what the default is, where the command decides it otherwise."""
+    default = default_text or ((f"{DEFAULT_THREADS}, the cores available; with --executor ray the cores of the node "
+                                "a timing case owns, 1 for the others") if per_node
+                               else f"{DEFAULT_THREADS}, the cores available")
     parser.add_argument("--threads", type=bounded_int(1, 1 << 20), default=None if per_node else DEFAULT_THREADS,
                         help=f"intra-op threads for each framework, set before first use (default: {default}; "
                              "more than the cores here needs --oversubscribe)")
@@ -58,7 +60,8 @@ def add_threads(parser, per_node: bool = False) -> None:
 
 def add_executor(parser) -> None:
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
-                        help="local: the cases one after another on this machine (default); ray: each case a Ray "
+                        help="local: the cases on this machine (default; one after another, but `study` trains --jobs "
+                             "at once); ray: each case a Ray "
                              "task on the cluster at --ray-address, timing cases each on a node of its own "
                              "(README: Running on a Ray cluster; needs the ray extra)")
     parser.add_argument("--ray-address", metavar="ADDR", default="auto",

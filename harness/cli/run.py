@@ -9,7 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from harness.cli.arguments import add_executor, add_threads, choices, epilog, subcommand
-from harness.cli.options import bounded_int, check_output_folder
+from harness.cli.options import AVAILABLE_CORES, bounded_int, check_output_folder
+from harness.errors import HarnessInputError
 from harness.model.spec import PRESETS
 from harness.model.variants import parse_variants
 from harness.report import build_report
@@ -63,10 +64,29 @@ def cmd_study(args) -> int:
     check_output_folder(str(out) if args.out is None else args.out, "--out")
     check_run_folder(out, args.resume)
     backends = tuple(dict.fromkeys(args.backends))
-    executor = make_executor(args.executor, args.ray_address, args.threads)
+    threads, jobs = study_jobs(args)
+    executor = make_executor(args.executor, args.ray_address, threads, jobs)
     cases = plan_study_cases(suite, backends, skip_reasons(executor, backends), args.data)
     return run_in_folder("study", cases, out, resume=args.resume, again=resume_command("study", sys.argv[2:], out),
                          executor=executor, label=f"{args.suite} study", report=_report)
+
+
+def study_jobs(args) -> tuple[int | None, int]:
+    """(threads per case, cases at once) for `study`. A study case trains models too small to
+    keep two threads busy, so locally the default is one thread per case and a case per core;
+    --threads alone fixes the jobs that fit the cores, --jobs alone the threads. Ray: --jobs is
+    refused (Ray places the cases on free CPUs), threads as `run` sets them."""
+    if args.executor == "ray":
+        if args.jobs is not None:
+            raise HarnessInputError(f"--jobs {args.jobs}: only for --executor local (Ray runs the study's cases on "
+                                    "the cluster's free CPUs)")
+        return args.threads, 1
+    jobs = args.jobs or max(1, AVAILABLE_CORES // (args.threads or 1))
+    threads = args.threads or max(1, AVAILABLE_CORES // jobs)
+    if jobs * threads > AVAILABLE_CORES and not args.oversubscribe:
+        raise HarnessInputError(f"--jobs {jobs} with --threads {threads}: {jobs * threads} threads on the "
+                                f"{AVAILABLE_CORES} cores this process may use; use --oversubscribe to run them anyway")
+    return threads, jobs
 
 
 def add_parsers(sub) -> None:
@@ -128,5 +148,10 @@ def _add_study_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the study in --out: skip its finished cases")
     p.add_argument("--backends", nargs="+", choices=backends, default=list(backends),
                    help=f"(default: {' '.join(backends)})")
-    add_threads(p, per_node=True)
+    add_threads(p, per_node=True, default_text=f"cores ÷ --jobs, so 1 here with {AVAILABLE_CORES} jobs; with "
+                                                "--executor ray the cores of the node")
+    p.add_argument("--jobs", type=bounded_int(1, 1024), metavar="N",
+                   help=f"cases (seeds) trained at once on this machine (default: cores ÷ --threads, "
+                        f"{AVAILABLE_CORES} here at 1 thread each); jobs × threads above the cores needs "
+                        "--oversubscribe")
     add_executor(p)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,10 +25,11 @@ from harness.running.worker import STDERR_TAIL_LINES, launch, read_records, stde
 
 
 def execute_case(case: Case, cases_dir: Path, log_path: Path, env: Mapping[str, str], threads: int,
-                 machine: Mapping[str, Any] | None = None, python: str | None = None) -> CaseOutcome:
+                 machine: Mapping[str, Any] | None = None, python: str | None = None,
+                 cancel: threading.Event | None = None) -> CaseOutcome:
     """Run `case` in a temporary folder under `cases_dir`; kill its process group on timeout or
-    interruption. `python` replaces argv[0], the interpreter of the machine that planned the
-    case, when it runs on another."""
+    interruption (Ctrl-C, or `cancel` set where it runs in a thread of its own). `python` replaces
+    argv[0], the interpreter of the machine that planned the case, when it runs on another."""
     started_at, started = time.time(), time.monotonic()
     machine = dict(machine or {})
 
@@ -43,7 +45,7 @@ def execute_case(case: Case, cases_dir: Path, log_path: Path, env: Mapping[str, 
             argv[0] = python
         try:
             with open(out_path, "wb") as out, open(err_path, "wb") as err:
-                returncode, timed_out = launch(argv, out, err, env, case.timeout_s)
+                returncode, timed_out = launch(argv, out, err, env, case.timeout_s, cancel)
         except OSError as exc:
             return ended(CaseRecord.FAILED, None, f"could not start: {exc}")
         finally:

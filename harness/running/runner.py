@@ -12,13 +12,15 @@ the end of the file is the trace of such a kill and is dropped. The case's stdou
 to `logs/<case_id>.log`. A case that exits with EXIT_SKIPPED (its backend or device is not
 available here) is recorded as "skipped" with the reason it printed.
 
-Locally, cases run strictly one at a time: they are timing measurements, and a second case would
-be noise in the first. A case dies with this process, even by SIGKILL (harness/running/parent_death.py),
-so it never runs on beside the next run's cases; its temporary folder is inside the run folder's
-CASES_DIR, and leftovers of a killed run are removed when the next run starts there. A results
-write that fails (disk full, read-only) is rolled back to the last complete case and raised as
-ResultsNotWritten. This process must not import a framework (that starts thread pools that
-compete with the case being measured).
+Locally, cases run one at a time by default: they are timing measurements, and a second case would
+be noise in the first. With `jobs` above 1 (the study's training runs, whose results do not
+depend on time), up to `jobs` cases that are not `exclusive` run at once, each in a thread that
+waits on its process; an exclusive case still runs alone. A case dies with this process, even by
+SIGKILL (harness/running/parent_death.py), so it never runs on beside the next run's cases; its
+temporary folder is inside the run folder's CASES_DIR, and leftovers of a killed run are removed
+when the next run starts there. A results write that fails (disk full, read-only) is rolled back
+to the last complete case and raised as ResultsNotWritten. This process must not import a
+framework (that starts thread pools that compete with the case being measured).
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,22 +241,56 @@ def log_name(case: Case) -> str:
 
 
 class LocalExecutor:
-    """The default executor: the cases one after another on this machine, each in its own
-    process (harness/running/process.py), with `threads` for every case."""
+    """The default executor: the cases on this machine, each in its own process
+    (harness/running/process.py), with `threads` for every case; one after another, or up to
+    `jobs` non-exclusive cases at once."""
 
     name = "local"
 
-    def __init__(self, threads: int):
-        self.threads = threads
+    def __init__(self, threads: int, jobs: int = 1):
+        self.threads, self.jobs = threads, jobs
 
     def outcomes(self, cases: Sequence[Case], run_dir: Path, env: Mapping[str, str],
                  started: Callable[[Case], None]) -> Iterator[tuple[Case, CaseOutcome]]:
-        """Each case's outcome as it finishes; `env`: variables set on top of this environment."""
+        """Each case's outcome as it finishes; `env`: variables set on top of this environment.
+        Closing the iterator (Ctrl-C, a stop on failure) kills the cases in flight."""
         machine, child_env = machine_identity(), {**os.environ, **env}
-        for case in cases:
-            started(case)
-            yield case, execute_case(case, run_dir / CASES_DIR, run_dir / LOGS_DIR / log_name(case), child_env,
-                                     self.threads, machine)
+
+        def execute(case: Case, cancel: threading.Event | None = None) -> CaseOutcome:
+            return execute_case(case, run_dir / CASES_DIR, run_dir / LOGS_DIR / log_name(case), child_env,
+                                self.threads, machine, cancel=cancel)
+
+        if self.jobs == 1:
+            for case in cases:
+                started(case)
+                yield case, execute(case)
+            return
+        yield from _concurrently(cases, self.jobs, execute, started)
+
+
+def _concurrently(cases: Sequence[Case], jobs: int, execute: Callable[[Case, threading.Event], CaseOutcome],
+                  started: Callable[[Case], None]) -> Iterator[tuple[Case, CaseOutcome]]:
+    """Up to `jobs` cases in flight, in order, each executed in a thread; an exclusive case waits
+    for the machine to empty and runs alone. On close, `cancel` kills what is in flight and the
+    pool waits for those processes to be gone."""
+    pending, running, cancel = list(reversed(cases)), {}, threading.Event()
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="case") as pool:
+        try:
+            while pending or running:
+                while pending and len(running) < jobs and not _alone(pending[-1], running.values()):
+                    case = pending.pop()
+                    started(case)
+                    running[pool.submit(execute, case, cancel)] = case
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield running.pop(future), future.result()
+        finally:
+            cancel.set()
+
+
+def _alone(case: Case, running) -> bool:
+    """Whether `case` must wait: it is exclusive and something runs, or an exclusive case runs."""
+    return bool(running) and (case.exclusive or any(other.exclusive for other in running))
 
 
 def _block(case: Case, outcome: CaseOutcome, postprocess: Postprocess | None) -> list[dict[str, Any]]:

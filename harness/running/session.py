@@ -73,15 +73,16 @@ def resume_command(command: str, argv: Sequence[str], out: Path) -> str:
     return shlex.join(["python", "-m", "harness", command, *kept, "--out", str(out), "--resume"])
 
 
-def make_executor(executor: str, ray_address: str, threads: int | None):
-    """The --executor's executor. `threads` None: the cores here (local), or per node (Ray)."""
+def make_executor(executor: str, ray_address: str, threads: int | None, jobs: int = 1):
+    """The --executor's executor. `threads` None: the cores here (local), or per node (Ray).
+    `jobs`: non-exclusive cases at once, locally (Ray packs them onto free CPUs itself)."""
     if executor == "ray":
         from harness.running.ray_executor import RayExecutor  # only this path imports Ray
 
         executor = RayExecutor(ray_address, threads=threads)
         executor.connect()  # an unreachable cluster is refused before the run folder exists
         return executor
-    return LocalExecutor(threads or available_cores() or 1)
+    return LocalExecutor(threads or available_cores() or 1, jobs)
 
 
 def skip_reasons(executor, backends) -> dict[str, str]:

@@ -2,8 +2,9 @@
 
 Launch: `launch` starts the command in its own process group (so the whole group can be killed)
 through harness/running/parent_death.py (so it dies with its parent, even by SIGKILL), waits at
-most `timeout_s`, then kills whatever of the group is left, also after a normal exit: nothing a
-worker started runs on into the next one.
+most `timeout_s` (or until a `cancel` event is set, for a launch made in a thread of its own),
+then kills whatever of the group is left, also after a normal exit: nothing a worker started runs
+on into the next one.
 
 Job: a worker module is run as `python -m MODULE JOB OUT`. JOB is the job as a JSON object,
 inline (so a case's recorded command says everything), or `@PATH` of a file holding it when it
@@ -25,6 +26,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -34,24 +37,43 @@ from harness.results.records import Record
 
 STDERR_TAIL_LINES = 20
 KILL_GRACE_S = 3.0
+CANCEL_POLL_S = 0.1  # how often a launch in a thread checks its cancel event
 MAX_INLINE_JOB = 32_000  # characters; a longer job goes in a file (Linux caps one argument at 128 KiB)
 
 
 def launch(argv: Sequence[str], stdout: IO, stderr: IO, env: Mapping[str, str] | None = None,
-           timeout_s: float | None = None) -> tuple[int, bool]:
+           timeout_s: float | None = None, cancel: threading.Event | None = None) -> tuple[int, bool]:
     """Run `argv` guarded by parent_death, in a session of its own; (exit code, timed out).
-    OSError if it cannot be started."""
+    `cancel`: set by another thread to kill it early (Ctrl-C reaches only the main thread).
+    OSError if it cannot be started.
+
+    Linux's parent-death signal follows the *thread* that started the process: a launch in a
+    worker thread must keep that thread until the process is gone, as this wait does."""
     guarded = [sys.executable, "-m", "harness.running.parent_death", str(os.getpid()), *argv]
     process = subprocess.Popen(guarded, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                                env=None if env is None else dict(env), start_new_session=True)
     timed_out = False
     try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    finally:  # also on Ctrl-C, and after a normal exit: nothing it started may outlive it
+        timed_out = not _wait(process, timeout_s, cancel)
+    finally:  # also on Ctrl-C, a cancel, and after a normal exit: nothing it started may outlive it
         _kill_group(process)
     return process.returncode, timed_out
+
+
+def _wait(process: subprocess.Popen, timeout_s: float | None, cancel: threading.Event | None) -> bool:
+    """Wait for the process to exit or for `cancel`; False if `timeout_s` ran out first."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return False
+        step = left if cancel is None else min(CANCEL_POLL_S, left if left is not None else CANCEL_POLL_S)
+        try:
+            process.wait(timeout=step)
+            return True
+        except subprocess.TimeoutExpired:
+            if cancel is not None and cancel.is_set():
+                return True
 
 
 def _kill_group(process: subprocess.Popen) -> None:
