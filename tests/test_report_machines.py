@@ -87,16 +87,22 @@ def test_one_machine_one_folder_is_the_plain_report(tmp_path):
     assert text.startswith("# Cross-framework run report: solo")
 
 
-def test_two_folders_from_one_host_are_told_apart_by_folder(tmp_path):
-    a = _folder(tmp_path / "monday", "box", 5.0)
-    b = _folder(tmp_path / "tuesday", "box", 6.0)
-    text = build_report([a, b], tmp_path / "out").markdown.read_text()
-    assert "# Machine box (monday)" in text and "# Machine box (tuesday)" in text
-
-
 def test_a_run_folder_and_a_json_file_are_refused(tmp_path):
     folder = _folder(tmp_path / "a", "a", 5.0)
     bench = tmp_path / "bench.json"
     bench.write_text(json.dumps({"benchmarks": []}))
     with pytest.raises(HarnessInputError, match="bench.json"):
         build_report([folder, bench])
+
+
+def test_runs_on_one_machine_make_one_report_named_by_run(tmp_path):
+    timing = _folder(tmp_path / "timing", "box-a", 14.2)
+    sweep = _folder(tmp_path / "sweep", "box-a", 13.8)
+    text = build_report([timing, sweep], tmp_path / "reference").markdown.read_text()
+
+    assert text.startswith("# Report: 2 runs on one machine")
+    runs = _section(text, "Runs")
+    assert "all made on one machine" in runs and "CPU of box-a" in runs
+    row = next(line for line in _section(text, "Same question, per run").splitlines() if "dropout=0" in line)
+    assert row.index("14.20 µs") < row.index("13.80 µs")  # the runs' columns in the order given
+    assert "# Run timing" in text and "# Run sweep" in text and "# Machine" not in text

@@ -29,7 +29,7 @@ from pathlib import Path
 from harness.errors import HarnessInputError
 from harness.report.benchmark_view import benchmark_blocks, load_benchmark_json
 from harness.report.compare import RunComparison, compare_runs, comparison_blocks
-from harness.report.machines import machine_names, machines_blocks
+from harness.report.machines import machine_names, machines_blocks, one_machine
 from harness.report.reading import read_run_folders
 from harness.report.render import Block, Heading, html_page, images, markdown
 from harness.report.sections import run_blocks
@@ -130,9 +130,9 @@ def default_merged_folder(paths: Sequence[Path]) -> Path:
 def merged_report(runs, out: Path) -> tuple[str, list[Block]]:
     """The machines and their answers side by side, then each machine's own report (its plots
     under plots-<n>/ so that two machines' plots do not overwrite each other)."""
-    names = machine_names(runs)
-    title = f"Cross-machine report: {len(runs)} machines"
+    names, same = machine_names(runs), one_machine(runs)
+    title = f"Report: {len(runs)} runs on one machine" if same else f"Cross-machine report: {len(runs)} machines"
     blocks = [Heading(title, 1), *machines_blocks(runs, names)]
     for index, (name, run) in enumerate(zip(names, runs), start=1):
-        blocks += [Heading(f"Machine {name}", 1), *run_blocks(run, out / f"machine-{index}")]
+        blocks += [Heading(f"{'Run' if same else 'Machine'} {name}", 1), *run_blocks(run, out / f"machine-{index}")]
     return title, blocks

@@ -23,19 +23,41 @@ QUESTION_TEXT = {q.key: q.text for q in TIMING_QUESTIONS}
 def machine_names(runs: Sequence[RunFolder]) -> list[str]:
     """One distinct name per RunFolder: its machine (host, and Ray node where there is one; for a
     run folder from before hosts were recorded, the folder's name), with the run folder's name
-    added where two share a machine name."""
+    added where two share a machine name; runs all made on one machine: their folders' names."""
+    if one_machine(runs):
+        return [run.folder.name for run in runs]
     names = [run.machine or str((run.environment or {}).get("host") or run.folder.name) for run in runs]
     return [f"{name} ({run.folder.name})" if names.count(name) > 1 else name for name, run in zip(names, runs)]
 
 
+def one_machine(runs: Sequence[RunFolder]) -> bool:
+    """Whether every run folder says it ran on the same machine (host, CPU model, cores, GPU): say,
+    a timing run, a study and a sweep that together make one machine's reference."""
+    def identity(run: RunFolder):
+        env = run.environment or {}
+        return (run.machine or env.get("host"), env.get("cpu_model"), env.get("available_cores"),
+                _gpu_text(env.get("gpu")))
+
+    identities = {identity(run) for run in runs}
+    return len(runs) > 1 and len(identities) == 1 and None not in next(iter(identities))[:2]
+
+
 def machines_blocks(runs: Sequence[RunFolder], names: Sequence[str]) -> list[Block]:
-    blocks: list[Block] = [Heading("Machines"), Text(
-        "This report merges the runs below. Each comparison was made within one machine's session; the table "
-        "after this one only puts each machine's own answers side by side."), _machine_table(runs, names)]
+    same = one_machine(runs)
+    if same:
+        blocks: list[Block] = [Heading("Runs"), Text(
+            "This report merges the runs below, all made on one machine. Each comparison was made within one "
+            "run's session; the table after this one puts the runs' answers side by side: where two runs asked "
+            "the same question, a check that the answer reproduces."), _machine_table(runs, names, "run")]
+    else:
+        blocks = [Heading("Machines"), Text(
+            "This report merges the runs below. Each comparison was made within one machine's session; the table "
+            "after this one only puts each machine's own answers side by side."), _machine_table(runs, names)]
     answers = _answers(runs)
-    blocks.append(Heading("Same question, per machine"))
+    blocks.append(Heading("Same question, per run" if same else "Same question, per machine"))
     if not answers:
-        blocks.append(Text("No timing comparison or per-call cost was measured on these machines.", "missing"))
+        blocks.append(Text(f"No timing comparison or per-call cost was measured in these "
+                           f"{'runs' if same else 'machines'}.", "missing"))
         return blocks
     rows = tuple((question, *(answers[question].get(i, "not measured") for i in range(len(runs))))
                  for question in sorted(answers))
@@ -43,7 +65,7 @@ def machines_blocks(runs: Sequence[RunFolder], names: Sequence[str]) -> list[Blo
     return blocks
 
 
-def _machine_table(runs: Sequence[RunFolder], names: Sequence[str]) -> Table:
+def _machine_table(runs: Sequence[RunFolder], names: Sequence[str], first: str = "machine") -> Table:
     rows = []
     for name, run in zip(names, runs):
         env = run.environment or {}
@@ -51,7 +73,7 @@ def _machine_table(runs: Sequence[RunFolder], names: Sequence[str]) -> Table:
         rows.append((name, str(run.folder), str(env.get("cpu_model") or "?"),
                      str(env.get("available_cores") or env.get("logical_cores") or "?"),
                      _gpu_text(env.get("gpu")), frameworks or "?", str(run.cases_ok)))
-    return Table(("machine", "run folder", "CPU", "cores", "GPU", "frameworks", "cases ok"), tuple(rows))
+    return Table((first, "run folder", "CPU", "cores", "GPU", "frameworks", "cases ok"), tuple(rows))
 
 
 def _gpu_text(gpu) -> str:
