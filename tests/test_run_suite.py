@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backends import backend_class
 from harness.results.records import TimingRecord, from_dict
 from harness.running.runner import Case
 from harness.suite.answers import question_comparisons
@@ -87,3 +88,16 @@ def test_the_local_executor_path_imports_no_ray():
             "assert 'ray' not in sys.modules, 'ray was imported'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_per_call_case_whose_processes_build_for_minutes_gets_the_time_its_processes_need():
+    suite = SUITES["default"]
+    request = RunRequest(suite=suite, backends=("torch", "keras_torch"), models=("mlp",),
+                         variants=suite.timing_variants, devices=("cpu",), modes=("eager", "compiled"))
+    limits = {case.case_id: case.timeout_s for case in plan_cases(request) if case.case_id.startswith("percall/")}
+    build_s = backend_class("keras_torch").PERCALL_BUILD_S["compiled"]
+
+    plain = limits["percall/torch/mlp/compiled/dropout=0"]
+    assert limits["percall/keras_torch/mlp/eager/dropout=0"] == plain
+    # the 4 processes a verdict needs, each building for build_s, fit in the limit on top of the usual one
+    assert limits["percall/keras_torch/mlp/compiled/dropout=0"] >= plain + 4 * build_s
