@@ -165,7 +165,7 @@ class Backend(ABC):
     `BN_BIASED_RUNNING_VAR` (running_var updated with the biased batch variance), and
     `IDIOMS`, the values of the spec's training idioms it builds as written (`builds_as_written`),
     `TIMING_BUDGET_S`, the default wall time of one timing comparison (harness/timing/replication.py),
-    and `PERCALL_BUILD_S`, a per-call worker process's build time per mode where it is minutes.
+    and `PERCALL_UNMEASURABLE`, the modes whose per-call cost a suite does not measure, and why.
     """
 
     name: ClassVar[str]
@@ -183,10 +183,9 @@ class Backend(ABC):
     # `time`'s and `calibrate`'s default --budget: enough for a torch mlp A/A comparison to reach
     # ±1% on a 2-core machine (README "How the numbers can be trusted").
     TIMING_BUDGET_S: ClassVar[float] = 60.0
-    # Per mode, seconds one per-call worker process spends building and compiling its models (the
-    # 128-copy dose included) where that is far beyond what a case's limit assumes: a suite's per-call
-    # case gets that much more time per process it must run. Empty: none needs it.
-    PERCALL_BUILD_S: ClassVar[dict[str, float]] = {}
+    # Per mode, why a suite does not run this backend's per-call cases (planned as skipped with the
+    # reason, listed in the report): a mode whose dose-response would measure no per-call cost.
+    PERCALL_UNMEASURABLE: ClassVar[dict[str, str]] = {}
 
     @classmethod
     @abstractmethod

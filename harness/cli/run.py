@@ -106,10 +106,10 @@ def _add_run_parser(sub) -> None:
                        **epilog("run --suite quick", "run --backends torch --models mlp --out reports/runs/mine",
                                  "run --out reports/runs/mine --resume"))
     p.add_argument("--suite", choices=list(SUITES), default="default",
-                   help="what to measure (default: default). On 2 cores: default about 45 min with torch, "
-                        "tensorflow and keras_torch (the README's install), 73 min with all five backends, 16–23 min "
-                        "with --backends torch tensorflow; quick 2–3 min (8 min, five backends); reference with the "
-                        "default study, torch and tensorflow: 46–100 min")
+                   help="what to measure (default: default). On 2 cores: default about 30 min with torch, "
+                        "tensorflow and keras_torch (the README's install), about 60 min with all five backends, "
+                        "16–23 min with --backends torch tensorflow; quick 2–3 min (8 min, five backends); reference "
+                        "with the default study, torch and tensorflow: 46–100 min")
     p.add_argument("--out", metavar="DIR", help="run folder (default: a new folder under reports/runs/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out: skip its finished cases")
     p.add_argument("--backends", nargs="+", choices=backends, default=list(backends),

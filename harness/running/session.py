@@ -118,7 +118,7 @@ def run_in_folder(command: str, cases: Sequence[Case], out: Path, *, resume: boo
             return 1
         written = report(out)
     print(f"{tally.ok} ok, {tally.failed} failed, {tally.timeout} timed out, {tally.skipped} skipped "
-          f"(framework or device not available here), {tally.already_ok} already ok from an earlier run; "
-          f"{tally.total_s:.0f} s")
+          f"(each with its reason: a framework or device not here, a mode not measurable), "
+          f"{tally.already_ok} already ok from an earlier run; {tally.total_s:.0f} s")
     print(written)
     return 0 if tally.failed == 0 and tally.timeout == 0 else 1

@@ -24,7 +24,6 @@ from harness.study.plan import plan_study_cases
 from harness.study.suites import STUDY_SUITES
 from harness.suite.suites import INJECTED_SLOWDOWN, Suite
 from harness.timing.calibration import KNOWN_COST_BUDGET_FACTOR
-from harness.timing.replication_plan import DEFAULT_MIN_PROCESSES
 
 TIMEOUT_S = {"parity": 900, "inspect": 600}  # timing cases: _timeout(their budget)
 PERCALL_MODEL = "mlp"  # per-call costs and calibration are measured on this preset
@@ -112,11 +111,9 @@ def _backend_cases(request: RunRequest, backend: str, skip: str) -> list[Case]:
             for mode in modes:
                 argv = _command("percall", "--backend", backend, "--model", model, "--layer", layer, "--mode", mode,
                                 "--threads", THREADS_TOKEN, "--budget", f"{suite.percall_budget_s:g}")
-                build_s = DEFAULT_MIN_PROCESSES * cls.PERCALL_BUILD_S.get(mode, 0.0)  # processes run past the budget
-                cases.append(Case(f"percall/{backend}/{model}/{mode}/{layer}", argv,
-                                  _timeout(suite.percall_budget_s) + build_s,
-                                  f"percall {backend} {model} {mode} {layer}", max(suite.percall_budget_s, build_s),
-                                  skip))
+                cases.append(Case(f"percall/{backend}/{model}/{mode}/{layer}", argv, _timeout(suite.percall_budget_s),
+                                  f"percall {backend} {model} {mode} {layer}", suite.percall_budget_s,
+                                  skip or cls.PERCALL_UNMEASURABLE.get(mode, "")))
         argv = _command("inspect", "--backend", backend, "--model", model, "--threads", THREADS_TOKEN,
                         *_repeated("--variant", suite.inspect_variants))
         cases.append(Case(f"inspect/{backend}/{model}", argv, TIMEOUT_S["inspect"], f"inspect {backend} {model}",
